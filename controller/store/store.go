@@ -1,0 +1,332 @@
+// Package store keeps the controller's state in etcd. It knows the key layout
+// (keys.go) and offers one write mechanism, an optimistic transaction (Txn)
+// guarded by the revisions of every key it read, so that racing controllers
+// and admins can never overwrite each other's changes silently: the loser
+// gets ErrConflict. Values are protojson, readable with etcdctl.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/outpost-cdn/outpost/internal/apierr"
+)
+
+// ErrConflict is returned by Txn.Commit when a key the transaction read was
+// changed by someone else before it committed. It crosses the API as Aborted.
+var ErrConflict = apierr.Aborted(apierr.ReasonConcurrentModification,
+	"the resource was changed concurrently; read it again and retry")
+
+var (
+	marshal   = protojson.MarshalOptions{}
+	unmarshal = protojson.UnmarshalOptions{DiscardUnknown: true}
+)
+
+// Store is the etcd-backed state. It is safe for concurrent use.
+type Store struct {
+	cli *clientv3.Client
+}
+
+// New returns a Store on an etcd client. The caller owns the client.
+func New(cli *clientv3.Client) *Store { return &Store{cli: cli} }
+
+// Client returns the etcd client, for watches.
+func (s *Store) Client() *clientv3.Client { return s.cli }
+
+// Get reads one key into msg. It returns the key's ModRevision (0 and
+// found=false when missing).
+func (s *Store) Get(ctx context.Context, key string, msg proto.Message) (modRev int64, found bool, err error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return 0, false, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, false, nil
+	}
+	kv := resp.Kvs[0]
+	if err := decode(kv.Key, kv.Value, msg); err != nil {
+		return 0, false, err
+	}
+	return kv.ModRevision, true, nil
+}
+
+// GetKV reads one key with its revisions.
+func (s *Store) GetKV(ctx context.Context, key string) (kv KV, found bool, err error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return KV{}, false, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return KV{}, false, nil
+	}
+	return kvs(resp)[0], true, nil
+}
+
+// GetRaw reads one key's raw value.
+func (s *Store) GetRaw(ctx context.Context, key string) (value string, found bool, err error) {
+	resp, err := s.cli.Get(ctx, key)
+	if err != nil {
+		return "", false, unavailable(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return "", false, nil
+	}
+	return string(resp.Kvs[0].Value), true, nil
+}
+
+// KV is one key and its revisions, as Range returns them.
+type KV struct {
+	Key            string
+	Value          []byte
+	ModRevision    int64
+	CreateRevision int64
+}
+
+// Range lists up to limit keys under prefix that sort after `after` (a full
+// key, or "" for the start). limit 0 means no limit. It also returns the
+// store's revision at the time of the read.
+func (s *Store) Range(ctx context.Context, prefix, after string, limit int64) ([]KV, int64, error) {
+	start := prefix
+	if after != "" {
+		start = after + "\x00"
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(clientv3.GetPrefixRangeEnd(prefix)), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+	if limit > 0 {
+		opts = append(opts, clientv3.WithLimit(limit))
+	}
+	resp, err := s.cli.Get(ctx, start, opts...)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return kvs(resp), resp.Header.Revision, nil
+}
+
+// RangeDesc lists up to limit keys under prefix that sort before `before`
+// (a full key, or "" for the end), in descending key order. limit 0 means
+// no limit.
+func (s *Store) RangeDesc(ctx context.Context, prefix, before string, limit int64) ([]KV, int64, error) {
+	end := clientv3.GetPrefixRangeEnd(prefix)
+	if before != "" {
+		end = before
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(end), clientv3.WithSort(clientv3.SortByKey, clientv3.SortDescend)}
+	if limit > 0 {
+		opts = append(opts, clientv3.WithLimit(limit))
+	}
+	resp, err := s.cli.Get(ctx, prefix, opts...)
+	if err != nil {
+		return nil, 0, unavailable(err)
+	}
+	return kvs(resp), resp.Header.Revision, nil
+}
+
+// RangeBelow lists up to limit keys under prefix that sort before `below`
+// (a full key), in ascending key order. limit 0 means no limit.
+func (s *Store) RangeBelow(ctx context.Context, prefix, below string, limit int64) ([]KV, error) {
+	if below <= prefix {
+		return nil, nil
+	}
+	if end := clientv3.GetPrefixRangeEnd(prefix); below > end {
+		below = end
+	}
+	opts := []clientv3.OpOption{clientv3.WithRange(below), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+	if limit > 0 {
+		opts = append(opts, clientv3.WithLimit(limit))
+	}
+	resp, err := s.cli.Get(ctx, prefix, opts...)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	return kvs(resp), nil
+}
+
+func kvs(resp *clientv3.GetResponse) []KV {
+	out := make([]KV, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		out = append(out, KV{Key: string(kv.Key), Value: kv.Value, ModRevision: kv.ModRevision, CreateRevision: kv.CreateRevision})
+	}
+	return out
+}
+
+// Count returns the number of keys under prefix.
+func (s *Store) Count(ctx context.Context, prefix string) (int64, error) {
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Count, nil
+}
+
+// Revision returns the store's current revision.
+func (s *Store) Revision(ctx context.Context) (int64, error) {
+	resp, err := s.cli.Get(ctx, Prefix, clientv3.WithCountOnly())
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Header.Revision, nil
+}
+
+// Decode unmarshals a stored value.
+func Decode(kv KV, msg proto.Message) error { return decode([]byte(kv.Key), kv.Value, msg) }
+
+func decode(key, value []byte, msg proto.Message) error {
+	if err := unmarshal.Unmarshal(value, msg); err != nil {
+		return fmt.Errorf("decode %s: %w", key, err)
+	}
+	return nil
+}
+
+// Encode marshals a value for storage.
+func Encode(msg proto.Message) ([]byte, error) { return marshal.Marshal(msg) }
+
+// Txn is an optimistic read-modify-write transaction. Every Get records the
+// ModRevision it saw (0 for a missing key) and is served at the revision of
+// the first read, so the transaction sees one consistent snapshot. Commit
+// applies the queued writes only if none of the keys read has changed since;
+// otherwise it returns ErrConflict and writes nothing. A Txn is not safe for
+// concurrent use and is used once.
+type Txn struct {
+	s        *Store
+	rev      int64
+	reads    map[string]int64
+	prefixes []string
+	ops      []clientv3.Op
+	err      error
+}
+
+// Begin starts a transaction.
+func (s *Store) Begin() *Txn { return &Txn{s: s, reads: map[string]int64{}} }
+
+// Get reads key into msg as of the transaction's snapshot and guards it.
+func (t *Txn) Get(ctx context.Context, key string, msg proto.Message) (found bool, err error) {
+	kv, err := t.get(ctx, key)
+	if err != nil || kv == nil {
+		return false, err
+	}
+	if msg == nil {
+		return true, nil
+	}
+	return true, decode(kv.Key, kv.Value, msg)
+}
+
+// GetRaw is Get for a raw (non-protobuf) value.
+func (t *Txn) GetRaw(ctx context.Context, key string) (value string, found bool, err error) {
+	kv, err := t.get(ctx, key)
+	if err != nil || kv == nil {
+		return "", false, err
+	}
+	return string(kv.Value), true, nil
+}
+
+// get reads one key at the snapshot, recording its ModRevision.
+func (t *Txn) get(ctx context.Context, key string) (*mvccpb.KeyValue, error) {
+	opts := []clientv3.OpOption{}
+	if t.rev > 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	resp, err := t.s.cli.Get(ctx, key, opts...)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	if len(resp.Kvs) == 0 {
+		t.reads[key] = 0
+		return nil, nil
+	}
+	kv := resp.Kvs[0]
+	t.reads[key] = kv.ModRevision
+	return kv, nil
+}
+
+// Count returns the number of keys under prefix as of the snapshot and
+// guards the prefix: the commit fails if a key under it was created or
+// changed since (deletes are not detected, which suits counting against a
+// quota and checking that nothing new refers to a resource).
+func (t *Txn) Count(ctx context.Context, prefix string) (int64, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithCountOnly()}
+	if t.rev > 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	resp, err := t.s.cli.Get(ctx, prefix, opts...)
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	t.prefixes = append(t.prefixes, prefix)
+	return resp.Count, nil
+}
+
+// Guard makes the commit depend on key not having changed since the
+// snapshot, without reading it into a message.
+func (t *Txn) Guard(ctx context.Context, key string) (found bool, err error) {
+	return t.Get(ctx, key, nil)
+}
+
+// Put queues a write of msg at key.
+func (t *Txn) Put(key string, msg proto.Message) {
+	b, err := Encode(msg)
+	if err != nil {
+		t.err = errors.Join(t.err, err)
+		return
+	}
+	t.ops = append(t.ops, clientv3.OpPut(key, string(b)))
+}
+
+// PutRaw queues a write of a raw value.
+func (t *Txn) PutRaw(key, value string) { t.ops = append(t.ops, clientv3.OpPut(key, value)) }
+
+// Delete queues a delete of key.
+func (t *Txn) Delete(key string) { t.ops = append(t.ops, clientv3.OpDelete(key)) }
+
+// DeletePrefix queues a delete of every key under prefix.
+func (t *Txn) DeletePrefix(prefix string) {
+	t.ops = append(t.ops, clientv3.OpDelete(prefix, clientv3.WithPrefix()))
+}
+
+// Commit applies the queued writes atomically if no guarded key changed. It
+// returns the revision of the write.
+func (t *Txn) Commit(ctx context.Context) (int64, error) {
+	if t.err != nil {
+		return 0, t.err
+	}
+	cmps := make([]clientv3.Cmp, 0, len(t.reads)+len(t.prefixes))
+	for k, rev := range t.reads {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "=", rev))
+	}
+	for _, p := range t.prefixes {
+		// Every key in the range (an empty range compares as one zero key)
+		// must be older than the snapshot.
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(p), "<", t.rev+1).WithPrefix())
+	}
+	resp, err := t.s.cli.Txn(ctx).If(cmps...).Then(t.ops...).Commit()
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	if !resp.Succeeded {
+		return 0, ErrConflict
+	}
+	return resp.Header.Revision, nil
+}
+
+// unavailable maps etcd client errors: context errors pass through, the rest
+// become Unavailable so that clients retry instead of seeing Internal.
+func unavailable(err error) error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	return fmt.Errorf("%w: %v", apierr.Unavailable(apierr.ReasonStoreUnavailable, "the config store is unavailable"), err)
+}
+
+// ModRevision returns the ModRevision a Get or Guard of key saw (0 for a
+// missing or unread key).
+func (t *Txn) ModRevision(key string) int64 { return t.reads[key] }

@@ -1,0 +1,139 @@
+package outpostctl
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/spf13/cobra"
+
+	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
+)
+
+func (a *app) newNodeCommand() *cobra.Command {
+	cmd := newGroup("node", "Inspect and drain edge nodes",
+		`See the edge nodes the controllers know: their health, the configuration
+revision each has applied and the last one it refused; and take a node out of
+scheduling (drain) without stopping it.`,
+		a.newNodeListCommand(),
+		a.newNodeGetCommand(),
+		a.newNodeDrainCommand(),
+	)
+	cmd.Aliases = []string{"nodes"}
+	return cmd
+}
+
+func (a *app) newNodeListCommand() *cobra.Command {
+	return apiCommand(&cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List edge nodes",
+		Long: `List every known edge node in name order. APPLIED-REVISION is the config
+revision the node applied, over the newest revision: a node that is behind
+shows a smaller first number.`,
+		Example: "  outpostctl node list\n  outpostctl node list -o json | jq -r '.nodes[] | select(.health != \"NODE_HEALTH_CONNECTED\") | .name'",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := a.rpcContext(cmd)
+			defer cancel()
+			resp, err := a.api.nodes.ListNodes(ctx, &outpostv1.ListNodesRequest{})
+			if err != nil {
+				return err
+			}
+			return a.render(cmd, resp, func(w io.Writer) error { return writeNodeTable(w, resp) })
+		},
+	})
+}
+
+func (a *app) newNodeGetCommand() *cobra.Command {
+	return apiCommand(&cobra.Command{
+		Use:     "get NAME",
+		Short:   "Show an edge node",
+		Example: "  outpostctl node get edge-fra-1",
+		Args:    exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := a.rpcContext(cmd)
+			defer cancel()
+			resp, err := a.api.nodes.GetNode(ctx, &outpostv1.GetNodeRequest{Name: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(cmd, resp, func(w io.Writer) error { return writeNode(w, resp.GetNode()) })
+		},
+	})
+}
+
+func (a *app) newNodeDrainCommand() *cobra.Command {
+	var undo bool
+	cmd := &cobra.Command{
+		Use:   "drain NAME [--undo]",
+		Short: "Take an edge node out of scheduling, or put it back",
+		Long: `Stop sending clients to an edge node without stopping it, for maintenance;
+--undo puts it back in scheduling. Needs an operator token.`,
+		Example: "  outpostctl node drain edge-fra-1\n  outpostctl node drain edge-fra-1 --undo",
+		Args:    exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := a.rpcContext(cmd)
+			defer cancel()
+			resp, err := a.api.nodes.DrainNode(ctx, &outpostv1.DrainNodeRequest{Name: args[0], Draining: !undo})
+			if err != nil {
+				return err
+			}
+			return a.render(cmd, resp, func(w io.Writer) error {
+				state := "back in scheduling"
+				if resp.GetNode().GetDraining() {
+					state = "draining: out of scheduling"
+				}
+				_, err := fmt.Fprintf(w, "Node %s is %s.\n", resp.GetNode().GetName(), state)
+				return err
+			})
+		},
+	}
+	cmd.Flags().BoolVar(&undo, "undo", false, "put the node back in scheduling")
+	return apiCommand(cmd)
+}
+
+// writeNodeTable writes the `node list` table.
+func writeNodeTable(w io.Writer, resp *outpostv1.ListNodesResponse) error {
+	if len(resp.GetNodes()) == 0 {
+		_, err := fmt.Fprintln(w, "No edge nodes have connected yet.")
+		return err
+	}
+	t := newTable(w, "NAME", "REGION", "HEALTH", "APPLIED-REVISION", "LAST-NACK", "DRAINING", "LAST-SEEN")
+	for _, n := range resp.GetNodes() {
+		t.row(n.GetName(), n.GetRegion(), enumName(n.GetHealth()),
+			fmt.Sprintf("%d/%d", n.GetAppliedRevision(), resp.GetCurrentRevision()),
+			truncate(nackSummary(n.GetLastNack()), 50), yesNo(n.GetDraining()), timestamp(n.GetLastSeen()))
+	}
+	return t.flush()
+}
+
+func writeNode(w io.Writer, n *outpostv1.Node) error {
+	v := newDetails(w)
+	v.field("Name", n.GetName())
+	v.field("Region", n.GetRegion())
+	location := "-"
+	if l := n.GetLocation(); l != nil {
+		location = fmt.Sprintf("%.4f, %.4f", l.GetLatitude(), l.GetLongitude())
+	}
+	v.field("Location", location)
+	v.field("HTTP address", n.GetHttpAddress())
+	v.field("HTTPS address", n.GetHttpsAddress())
+	v.field("Health", enumName(n.GetHealth()))
+	v.field("Draining", yesNo(n.GetDraining()))
+	v.field("Applied revision", revision(n.GetAppliedRevision()))
+	v.field("Last NACK", nackSummary(n.GetLastNack()))
+	if t := n.GetLastNack().GetTime(); t != nil {
+		v.field("Last NACK time", timestamp(t))
+	}
+	v.field("Last seen", timestamp(n.GetLastSeen()))
+	v.field("Version", n.GetVersion())
+	return v.flush()
+}
+
+// nackSummary renders the last refused revision and why.
+func nackSummary(n *outpostv1.Nack) string {
+	if n == nil || (n.GetRevision() == 0 && n.GetError() == "") {
+		return "-"
+	}
+	return fmt.Sprintf("%d: %s", n.GetRevision(), n.GetError())
+}

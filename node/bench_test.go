@@ -1,0 +1,47 @@
+package node_test
+
+import (
+	"io"
+	"net/http"
+	"testing"
+)
+
+// BenchmarkProxy measures the uncached request path side by side with the
+// peer, nginx proxy_pass, on one machine in one run: a client → proxy
+// (plain HTTP, keep-alive) → nginx origin over HTTPS with origin SNI →
+// 1 KiB file. Reproduce with:
+//
+//	go test -run '^$' -bench BenchmarkProxy -benchtime 5s -count 5 ./node
+func BenchmarkProxy(b *testing.B) {
+	e := newEdge(b)
+	e.addDomain(b, "www.example.com", "a.origin.test")
+	peer := e.origin.StartProxy(b, "a.origin.test", 2)
+	for _, tc := range []struct{ name, addr string }{{"outpost", e.node.HTTPAddr()}, {"nginx", peer}} {
+		b.Run(tc.name, func(b *testing.B) {
+			tr := &http.Transport{MaxIdleConnsPerHost: 256, DisableCompression: true}
+			defer tr.CloseIdleConnections()
+			cl := &http.Client{Transport: tr}
+			url := "http://" + tc.addr + "/1k.bin"
+			b.SetBytes(1024)
+			b.SetParallelism(16)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req, _ := http.NewRequest("GET", url, nil)
+					req.Host = "www.example.com"
+					resp, err := cl.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					n, _ := io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 || n != 1024 {
+						b.Errorf("status %d, %d bytes", resp.StatusCode, n)
+						return
+					}
+				}
+			})
+		})
+	}
+}

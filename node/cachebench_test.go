@@ -1,0 +1,243 @@
+package node_test
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/outpost-cdn/outpost/controller"
+	"github.com/outpost-cdn/outpost/controller/controllertest"
+	"github.com/outpost-cdn/outpost/internal/certs/certstest"
+	"github.com/outpost-cdn/outpost/node"
+	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
+)
+
+// peerScript is the shared nginx peer (../shared/peers/nginx-edge.sh).
+const peerScript = "../../shared/peers/nginx-edge.sh"
+
+// nginxPeer starts the shared nginx edge+origin on free ports and returns
+// (edge HTTPS address, origin HTTPS address, origin cert PEM).
+func nginxPeer(b *testing.B) (edge, origin string, originCert []byte) {
+	b.Helper()
+	script, err := filepath.Abs(peerScript)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := os.Stat(script); err != nil {
+		b.Skip("the nginx peer script is not beside the repository")
+	}
+	// nginx workers run as an unprivileged user: the directory must be
+	// readable by them (t.TempDir is private to root).
+	dir, err := os.MkdirTemp("", "outpost-nginx-peer-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { os.RemoveAll(dir) })
+	ports := map[string]string{}
+	for _, k := range []string{"EDGE_HTTP", "EDGE_HTTPS", "ORIGIN_HTTP", "ORIGIN_HTTPS"} {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		ports[k] = fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
+		l.Close()
+	}
+	cmd := exec.Command("bash", script, "start", dir)
+	cmd.Env = append(os.Environ(), "ADDR=127.0.0.1", "WORKERS=2")
+	for k, v := range ports {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("nginx peer: %v\n%s", err, out)
+	}
+	b.Cleanup(func() { _ = exec.Command("bash", script, "stop", dir).Run() })
+	cert, err := os.ReadFile(filepath.Join(dir, "certs", "a.example.test.crt"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return "127.0.0.1:" + ports["EDGE_HTTPS"], "127.0.0.1:" + ports["ORIGIN_HTTPS"], cert
+}
+
+// BenchmarkCacheHit compares cache hits over HTTPS keep-alive with nginx
+// proxy_cache, on one machine in one run, in A B A B order. Reproduce:
+//
+//	go test -run '^$' -bench BenchmarkCacheHit -benchtime 3s -count 3 ./node
+func BenchmarkCacheHit(b *testing.B) {
+	peerEdge, peerOrigin, originCert := nginxPeer(b)
+	_, originPort, _ := net.SplitHostPort(peerOrigin)
+	var port uint32
+	fmt.Sscan(originPort, &port)
+	env := controllertest.Start(b, func(c *controller.Config) { c.OriginPorts = []uint32{80, 443, port} })
+	admin, _ := env.NewAccount(b, "bench")
+	c := env.Clients(b, admin)
+	ctx := ctxT(b)
+	const host = "a.example.test"
+	if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: host, Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", port)}}); err != nil {
+		b.Fatal(err)
+	}
+	for _, call := range []func() error{
+		func() error {
+			_, err := c.Origins.SetOriginProtocol(ctx, &outpostv1.SetOriginProtocolRequest{Domain: host, Policy: outpostv1.OriginProtocolPolicy_ORIGIN_PROTOCOL_POLICY_HTTPS})
+			return err
+		},
+		func() error {
+			_, err := c.Origins.SetOriginSni(ctx, &outpostv1.SetOriginSniRequest{Domain: host, Enabled: true, Value: host})
+			return err
+		},
+		func() error {
+			_, err := c.Origins.SetOriginVerify(ctx, &outpostv1.SetOriginVerifyRequest{Domain: host, TrustedCaPem: string(originCert)})
+			return err
+		},
+		func() error {
+			_, err := c.Cache.AddCacheRule(ctx, &outpostv1.AddCacheRuleRequest{Domain: host, Match: &outpostv1.AddCacheRuleRequest_Extension{Extension: "bin"}, Ttl: durationpb.New(10 * time.Minute)})
+			return err
+		},
+	} {
+		if err := call(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	edgeCA := certstest.NewCA(b, "bench edge CA")
+	pair := certstest.Issue(b, certstest.Options{DNSNames: []string{host}, Issuer: edgeCA})
+	up, err := c.HTTPS.EnableHttps(ctx, &outpostv1.EnableHttpsRequest{Domain: host, Source: &outpostv1.EnableHttpsRequest_Upload{Upload: &outpostv1.InlineCertificate{
+		CertificatePem: string(pair.CertPEM), PrivateKeyPem: string(pair.KeyPEM)}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := startNode(b, env, env.NewToken(b, "", outpostv1.Role_ROLE_NODE), nodeOpts{})
+	eventually(b, "the node to apply the domain", func() bool { return n.Revision() >= up.GetCertificate().GetRevision() })
+
+	roots := x509.NewCertPool()
+	roots.AddCert(edgeCA.Cert)
+	peerRoots := x509.NewCertPool()
+	peerRoots.AppendCertsFromPEM(originCert) // the peer's edge serves the same self-signed certificate
+	type target struct {
+		name  string
+		addr  string
+		roots *x509.CertPool
+	}
+	targets := []target{{"outpost", n.HTTPSAddr(), roots}, {"nginx", peerEdge, peerRoots}}
+	for _, size := range []string{"1k", "100k"} {
+		for round := 0; round < 2; round++ { // A B A B
+			for _, tg := range targets {
+				b.Run(fmt.Sprintf("%s/%s/round%d", size, tg.name, round), func(b *testing.B) {
+					benchHits(b, tg.addr, host, "/"+size+".bin", tg.roots)
+				})
+			}
+		}
+	}
+}
+
+func benchHits(b *testing.B, addr, host, path string, roots *x509.CertPool) {
+	tr := &http.Transport{
+		TLSClientConfig:     &tls.Config{ServerName: host, RootCAs: roots},
+		DialContext:         (&net.Dialer{}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		DisableCompression:  true,
+	}
+	defer tr.CloseIdleConnections()
+	cl := &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	url := "https://" + addr + path
+	get := func() (time.Duration, error) {
+		start := time.Now()
+		req, _ := http.NewRequest("GET", url, nil)
+		req.Host = host
+		resp, err := cl.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return time.Since(start), err
+	}
+	for i := 0; i < 3; i++ { // warm: fill the cache, open connections
+		if _, err := get(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var mu sync.Mutex
+	var lat []time.Duration
+	b.SetParallelism(8)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		local := make([]time.Duration, 0, 1024)
+		for pb.Next() {
+			d, err := get()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			local = append(local, d)
+		}
+		mu.Lock()
+		lat = append(lat, local...)
+		mu.Unlock()
+	})
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	}
+}
+
+// BenchmarkPurgePropagation measures a refresh from the API call until all
+// three edge nodes applied it (they apply purges before they ACK), as in
+// the dev cluster. Reproduce:
+//
+//	go test -run '^$' -bench BenchmarkPurgePropagation -benchtime 200x ./node
+func BenchmarkPurgePropagation(b *testing.B) {
+	env := controllertest.Start(b)
+	admin, _ := env.NewAccount(b, "bench")
+	c := env.Clients(b, admin)
+	ctx := ctxT(b)
+	if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: "www.example.com", Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}}); err != nil {
+		b.Fatal(err)
+	}
+	op := env.Clients(b, env.OperatorToken)
+	if _, err := op.Accounts.SetAccountQuota(ctx, &outpostv1.SetAccountQuotaRequest{Id: "bench", DomainQuota: 50,
+		ContentQuota: &outpostv1.ContentQuota{RefreshUrls: 1_000_000}}); err != nil {
+		b.Fatal(err)
+	}
+	token := env.NewToken(b, "", outpostv1.Role_ROLE_NODE)
+	var nodes []*node.Node
+	for i := 1; i <= 3; i++ {
+		nodes = append(nodes, startNode(b, env, token, nodeOpts{name: fmt.Sprintf("edge-%d", i)}))
+	}
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		start := time.Now()
+		resp, err := c.Content.RefreshObjects(ctx, &outpostv1.RefreshObjectsRequest{Type: outpostv1.RefreshType_REFRESH_TYPE_FILE,
+			Entries: []string{fmt.Sprintf("http://www.example.com/f%d.txt", i)}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rev := resp.GetTask().GetRevision()
+		for _, n := range nodes {
+			for n.Revision() < rev {
+				time.Sleep(200 * time.Microsecond)
+			}
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}

@@ -1,0 +1,218 @@
+package node
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/outpost-cdn/outpost/internal/certs"
+	"github.com/outpost-cdn/outpost/internal/names"
+	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
+)
+
+// desired is the config as the controller sent it: a snapshot with the
+// changes after it merged in. It is immutable; merge returns a new one.
+type desired struct {
+	revision   int64
+	snapshot   bool // the last merged message was a snapshot
+	purgeFloor int64
+	domains    map[string]*outpostv1.Domain
+	certs      map[string]*outpostv1.CertificateBundle
+	purges     map[string]*outpostv1.Purge
+	prefetches map[string]*outpostv1.Prefetch
+}
+
+// merge applies one stream message.
+func (d *desired) merge(msg *outpostv1.StreamConfigResponse) *desired {
+	out := &desired{revision: msg.GetRevision(), snapshot: msg.GetSnapshot(), purgeFloor: msg.GetPurgeFloor(),
+		domains: map[string]*outpostv1.Domain{}, certs: map[string]*outpostv1.CertificateBundle{},
+		purges: map[string]*outpostv1.Purge{}, prefetches: map[string]*outpostv1.Prefetch{}}
+	if !msg.GetSnapshot() && d != nil {
+		out.purgeFloor = d.purgeFloor
+		for k, v := range d.domains {
+			out.domains[k] = v
+		}
+		for k, v := range d.certs {
+			out.certs[k] = v
+		}
+		for k, v := range d.purges {
+			out.purges[k] = v
+		}
+		for k, v := range d.prefetches {
+			out.prefetches[k] = v
+		}
+	}
+	for _, p := range msg.GetPurges() {
+		out.purges[p.GetTaskId()] = p
+	}
+	for _, id := range msg.GetRemovedPurges() {
+		delete(out.purges, id)
+	}
+	for _, p := range msg.GetPrefetches() {
+		out.prefetches[p.GetTaskId()] = p
+	}
+	for _, id := range msg.GetRemovedPrefetches() {
+		delete(out.prefetches, id)
+	}
+	for _, dom := range msg.GetDomains() {
+		out.domains[dom.GetName()] = dom
+	}
+	for _, c := range msg.GetCertificates() {
+		out.certs[c.GetId()] = c
+	}
+	for _, n := range msg.GetRemovedDomains() {
+		delete(out.domains, n)
+	}
+	for _, id := range msg.GetRemovedCertificates() {
+		delete(out.certs, id)
+	}
+	return out
+}
+
+// state is an applied config: built, validated, then swapped in whole.
+// It is immutable, so request handling reads it without locks.
+type state struct {
+	revision int64
+	source   *desired
+	// sites by accelerated name, wildcards as "*.example.com".
+	sites map[string]*site
+	// byCNAME finds a (non-wildcard) site by its CNAME, for requests the
+	// scheduler's HTTP mode redirected to "<node>.<cname>".
+	byCNAME map[string]*site
+	// certs are the parsed certificates, by ID, with a hash of their PEM so
+	// the next build can reuse them.
+	certs map[string]*parsedCert
+}
+
+type parsedCert struct {
+	sum  [32]byte
+	cert *tls.Certificate
+}
+
+// site is one accelerated domain as the edge serves it.
+type site struct {
+	domain  *outpostv1.Domain
+	cert    *tls.Certificate // nil when HTTPS is off
+	origins []origin
+	tls     originTLS
+}
+
+// origin is one origin server of a site.
+type origin struct {
+	addr   string // host:port to dial
+	host   string // the origin's name (or IP) for SNI defaults
+	port   uint32
+	isIP   bool
+	isOSS  bool
+	backup bool
+	weight uint32
+}
+
+var emptyState = &state{sites: map[string]*site{}, byCNAME: map[string]*site{}, certs: map[string]*parsedCert{}}
+
+// lookup finds the site serving host (normalised): an exact name first,
+// then the one-label wildcard above it.
+func (s *state) lookup(host string) *site {
+	if st, ok := s.sites[host]; ok {
+		return st
+	}
+	if w := names.WildcardOf(host); w != "" {
+		return s.sites[w]
+	}
+	return nil
+}
+
+// lookupCNAME finds the site for a host of the form "<cname>" or
+// "<label>.<cname>" (the scheduler's HTTP redirects). Wildcard domains are
+// not reachable this way: the redirect would lose the client's subdomain.
+func (s *state) lookupCNAME(host string) *site {
+	if st, ok := s.byCNAME[host]; ok {
+		return st
+	}
+	if _, rest, ok := strings.Cut(host, "."); ok {
+		return s.byCNAME[rest]
+	}
+	return nil
+}
+
+// build turns a desired config into a state, reusing prev's parsed
+// certificates. Any error rejects the whole config (the node NACKs it and
+// keeps serving prev).
+func build(d *desired, prev *state) (*state, error) {
+	st := &state{revision: d.revision, source: d, sites: make(map[string]*site, len(d.domains)), byCNAME: map[string]*site{}, certs: make(map[string]*parsedCert, len(d.certs))}
+	for id, b := range d.certs {
+		sum := sha256.Sum256([]byte(b.GetCertificatePem() + "\x00" + b.GetPrivateKeyPem()))
+		if p, ok := prev.certs[id]; ok && p.sum == sum {
+			st.certs[id] = p
+			continue
+		}
+		c, err := tls.X509KeyPair([]byte(b.GetCertificatePem()), []byte(b.GetPrivateKeyPem()))
+		if err != nil {
+			return nil, fmt.Errorf("certificate %s: %v", id, err)
+		}
+		st.certs[id] = &parsedCert{sum: sum, cert: &c}
+	}
+	for name, dom := range d.domains {
+		if n, err := names.Domain(name); err != nil || n != name {
+			return nil, fmt.Errorf("domain %q: invalid name", name)
+		}
+		if dom.GetStatus() == outpostv1.DomainStatus_DOMAIN_STATUS_OFFLINE {
+			continue // disabled: not served
+		}
+		s := &site{domain: dom}
+		if h := dom.GetHttps(); h.GetEnabled() {
+			pc, ok := st.certs[h.GetCertificateId()]
+			if !ok {
+				return nil, fmt.Errorf("domain %s: certificate %s is missing", name, h.GetCertificateId())
+			}
+			if !certs.Covers(pc.cert.Leaf, name) {
+				return nil, fmt.Errorf("domain %s: certificate %s does not cover it", name, h.GetCertificateId())
+			}
+			s.cert = pc.cert
+		}
+		origins, err := buildOrigins(dom.GetOrigins())
+		if err != nil {
+			return nil, fmt.Errorf("domain %s: %v", name, err)
+		}
+		s.origins = origins
+		if s.tls, err = buildOriginTLS(dom.GetOriginSettings()); err != nil {
+			return nil, fmt.Errorf("domain %s: origin CA: %v", name, err)
+		}
+		st.sites[name] = s
+		if c := names.Normalize(dom.GetCname()); c != "" && !names.IsWildcard(name) {
+			st.byCNAME[c] = s
+		}
+	}
+	return st, nil
+}
+
+func buildOrigins(in []*outpostv1.Origin) ([]origin, error) {
+	if len(in) == 0 {
+		return nil, fmt.Errorf("no origins")
+	}
+	out := make([]origin, 0, len(in))
+	for _, o := range in {
+		port := o.GetPort()
+		if port == 0 {
+			port = 80
+		}
+		host := o.GetAddress()
+		ip := net.ParseIP(host)
+		if host == "" {
+			return nil, fmt.Errorf("origin without address")
+		}
+		out = append(out, origin{
+			addr:   net.JoinHostPort(host, strconv.Itoa(int(port))),
+			host:   host,
+			port:   port,
+			isIP:   ip != nil,
+			isOSS:  o.GetType() == outpostv1.OriginType_ORIGIN_TYPE_OSS,
+			backup: o.GetPriority() == outpostv1.OriginPriority_ORIGIN_PRIORITY_BACKUP,
+			weight: max(o.GetWeight(), 1),
+		})
+	}
+	return out, nil
+}

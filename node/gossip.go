@@ -1,0 +1,50 @@
+package node
+
+import (
+	"context"
+	"time"
+
+	"github.com/outpost-cdn/outpost/internal/membership"
+)
+
+// gossipMeta is what this node tells the cluster (and so the schedulers):
+// where it is, how to reach it, how loaded it is, which config it serves.
+// memberlist calls it from its own goroutines.
+func (n *Node) gossipMeta() membership.Meta {
+	load := float64(n.inFlight.Load()) / float64(n.cfg.MaxInFlight)
+	return membership.Meta{
+		Role:      membership.RoleNode,
+		Region:    n.cfg.Region,
+		Latitude:  n.cfg.Latitude,
+		Longitude: n.cfg.Longitude,
+		HTTP:      n.publicHTTP(),
+		HTTPS:     n.publicHTTPS(),
+		Capacity:  n.cfg.Capacity,
+		Load:      min(load, 1),
+		Revision:  n.Revision(),
+	}
+}
+
+// gossipLoadLoop re-gossips the metadata every few seconds, so that load
+// reaches the schedulers.
+func (n *Node) gossipLoadLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.member.Update()
+		}
+	}
+}
+
+// Peers returns the cluster as this node's gossip sees it (nil without
+// gossip).
+func (n *Node) Peers() []membership.Peer {
+	if n.member == nil {
+		return nil
+	}
+	return n.member.Peers()
+}

@@ -1,0 +1,58 @@
+package node
+
+import (
+	"crypto/tls"
+	"errors"
+
+	"github.com/outpost-cdn/outpost/internal/names"
+)
+
+// Handshake refusals. Clients see a TLS alert; the reasons feed metrics.
+var (
+	errNoSNI         = errors.New("handshake without SNI refused")
+	errUnknownSNI    = errors.New("no accelerated domain for this SNI")
+	errHTTPSDisabled = errors.New("HTTPS is not enabled for this domain")
+)
+
+// tlsConfig is Mozilla's "intermediate" profile: TLS 1.2 and 1.3, AEAD
+// suites with forward secrecy, HTTP/2 and HTTP/1.1 by ALPN. Certificates
+// come from the applied config on every handshake, so a new or replaced
+// certificate takes effect at once, without touching open connections.
+func (n *Node) tlsConfig() *tls.Config {
+	return &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		CipherSuites: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+		},
+		NextProtos:     []string{"h2", "http/1.1"},
+		GetCertificate: n.getCertificate,
+	}
+}
+
+// getCertificate picks the certificate by SNI: the exact accelerated name
+// first, then the one-label wildcard above it. A handshake without SNI, or
+// for a name no HTTPS domain serves, is refused.
+func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	sni := names.Normalize(hello.ServerName)
+	var err error
+	defer func() { n.metrics.handshake(err) }()
+	if sni == "" {
+		err = errNoSNI
+		return nil, err
+	}
+	s := n.state.Load().lookup(sni)
+	switch {
+	case s == nil:
+		err = errUnknownSNI
+	case s.cert == nil:
+		err = errHTTPSDisabled
+	default:
+		return s.cert, nil
+	}
+	return nil, err
+}
