@@ -47,8 +47,9 @@ type configCache struct {
 	purges     map[string]*outpostv1.Purge    // by task ID
 	prefetches map[string]*outpostv1.Prefetch // by task ID
 	purgeFloor int64
-	draining   map[string]bool // drained node names
-	logStart   int64           // the log holds the changes after this revision
+	draining   map[string]bool          // drained node names
+	gossipKeys *outpostv1.GossipKeyring // nil: none set
+	logStart   int64                    // the log holds the changes after this revision
 	changes    []*outpostv1.StreamConfigResponse
 	changed    chan struct{} // closed and replaced on every change
 }
@@ -95,6 +96,7 @@ func (c *configCache) load(ctx context.Context) error {
 	c.rev, c.domains, c.certs, c.purges, c.prefetches = rev, st.domains, st.certs, st.purges, st.prefetches
 	c.purgeFloor = st.purgeFloor
 	c.draining = st.draining
+	c.gossipKeys = st.gossipKeys
 	c.logStart, c.changes = rev, nil
 	c.broadcast()
 	c.log.Debug("config cache loaded", "revision", rev, "domains", len(st.domains), "certificates", len(st.certs),
@@ -112,6 +114,8 @@ type configSet struct {
 	// draining: node name → drained (false: a node-state key that says not
 	// draining).
 	draining map[string]bool
+	// gossipKeys is the gossip keyring, if among the keys.
+	gossipKeys *outpostv1.GossipKeyring
 }
 
 func newConfigSet() *configSet {
@@ -174,6 +178,14 @@ func (c *configCache) decode(ctx context.Context, kv store.KV, st *configSet) {
 			return
 		}
 		st.draining[strings.TrimPrefix(kv.Key, store.NodeStatesPrefix())] = ns.GetDraining()
+	case kv.Key == store.GossipKeyringKey():
+		kr, err := c.openGossipKeyring(ctx, kv)
+		if err != nil {
+			// Never log the record: it holds the sealed keys.
+			c.log.Error("config cache: cannot open the gossip keyring; is the keyring the same on every controller?", "err", err)
+			return
+		}
+		st.gossipKeys = kr
 	case kv.Key == store.PurgeFloorKey():
 		floor, err := strconv.ParseInt(strings.TrimSpace(string(kv.Value)), 10, 64)
 		if err != nil || floor < 0 {
@@ -257,6 +269,7 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 			change.UndrainedNodes = append(change.UndrainedNodes, name)
 		}
 	}
+	change.GossipKeyring = st.gossipKeys
 	// purge_floor is left out of changes: a node that follows the changes
 	// misses no purge. Only snapshots carry it.
 
@@ -272,6 +285,9 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 	c.prefetches = merged(c.prefetches, st.prefetches, removedPrefetches)
 	if st.purgeFloor > c.purgeFloor {
 		c.purgeFloor = st.purgeFloor
+	}
+	if st.gossipKeys != nil {
+		c.gossipKeys = st.gossipKeys
 	}
 	if len(st.draining) > 0 {
 		d := make(map[string]bool, len(c.draining))
@@ -336,6 +352,7 @@ func (c *configCache) Snapshot() (_ *outpostv1.StreamConfigResponse, ok bool) {
 		Prefetches:    sortedValues(c.prefetches),
 		PurgeFloor:    c.purgeFloor,
 		DrainingNodes: drainingNames(c.draining),
+		GossipKeyring: c.gossipKeys,
 	}, true
 }
 

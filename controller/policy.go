@@ -44,9 +44,11 @@ var methodPolicy = map[string]access{
 	outpostv1.ContentService_GetTask_FullMethodName:         accessRead,
 	outpostv1.ContentService_ListTasks_FullMethodName:       accessRead,
 
-	outpostv1.NodeService_ListNodes_FullMethodName: accessView,
-	outpostv1.NodeService_GetNode_FullMethodName:   accessView,
-	outpostv1.NodeService_DrainNode_FullMethodName: accessOperator,
+	outpostv1.NodeService_ListNodes_FullMethodName:        accessView,
+	outpostv1.NodeService_GetNode_FullMethodName:          accessView,
+	outpostv1.NodeService_DrainNode_FullMethodName:        accessOperator,
+	outpostv1.NodeService_SetGossipKeyring_FullMethodName: accessOperator,
+	outpostv1.NodeService_GetGossipKeyring_FullMethodName: accessOperator,
 
 	outpostv1.AccountService_WhoAmI_FullMethodName:          accessAny,
 	outpostv1.AccountService_CreateAccount_FullMethodName:   accessOperator,

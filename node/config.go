@@ -23,15 +23,26 @@ type desired struct {
 	certs      map[string]*outpostv1.CertificateBundle
 	purges     map[string]*outpostv1.Purge
 	prefetches map[string]*outpostv1.Prefetch
+	// draining are the nodes an operator drained.
+	draining map[string]bool
+	// gossipKeys is the controller's gossip keyring (nil: none).
+	gossipKeys *outpostv1.GossipKeyring
 }
 
 // merge applies one stream message.
 func (d *desired) merge(msg *outpostv1.StreamConfigResponse) *desired {
 	out := &desired{revision: msg.GetRevision(), snapshot: msg.GetSnapshot(), purgeFloor: msg.GetPurgeFloor(),
 		domains: map[string]*outpostv1.Domain{}, certs: map[string]*outpostv1.CertificateBundle{},
-		purges: map[string]*outpostv1.Purge{}, prefetches: map[string]*outpostv1.Prefetch{}}
+		purges: map[string]*outpostv1.Purge{}, prefetches: map[string]*outpostv1.Prefetch{},
+		draining: map[string]bool{}, gossipKeys: msg.GetGossipKeyring()}
 	if !msg.GetSnapshot() && d != nil {
 		out.purgeFloor = d.purgeFloor
+		if out.gossipKeys == nil {
+			out.gossipKeys = d.gossipKeys
+		}
+		for k := range d.draining {
+			out.draining[k] = true
+		}
 		for k, v := range d.domains {
 			out.domains[k] = v
 		}
@@ -44,6 +55,12 @@ func (d *desired) merge(msg *outpostv1.StreamConfigResponse) *desired {
 		for k, v := range d.prefetches {
 			out.prefetches[k] = v
 		}
+	}
+	for _, n := range msg.GetDrainingNodes() {
+		out.draining[n] = true
+	}
+	for _, n := range msg.GetUndrainedNodes() {
+		delete(out.draining, n)
 	}
 	for _, p := range msg.GetPurges() {
 		out.purges[p.GetTaskId()] = p

@@ -22,6 +22,20 @@ func (n *Node) gossipMeta() membership.Meta {
 		Capacity:  n.cfg.Capacity,
 		Load:      min(load, 1),
 		Revision:  n.Revision(),
+		Draining:  n.draining.Load(),
+	}
+}
+
+// applyCluster takes the cluster-wide settings of a new config: whether an
+// operator drained this node (gossiped at once, so schedulers need not wait
+// for their own config stream).
+func (n *Node) applyCluster(d *desired) {
+	drain := d.draining[n.cfg.Name]
+	if n.draining.Swap(drain) != drain {
+		n.log.Info("drain state changed", "draining", drain)
+		if n.member != nil {
+			n.member.Update()
+		}
 	}
 }
 

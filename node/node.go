@@ -117,6 +117,9 @@ type Node struct {
 	cancel     context.CancelFunc
 	member     *membership.Member
 	inFlight   atomic.Int64
+	// draining: an operator drained this node (outpostctl node drain); it
+	// still serves, and tells the schedulers through gossip.
+	draining atomic.Bool
 
 	httpLis, httpsLis net.Listener
 	httpSrv, httpsSrv *http.Server
@@ -155,6 +158,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 			n.log.Error("persisted config does not build; starting empty", "err", err)
 		} else {
 			n.state.Store(st)
+			n.applyCluster(d)
 			n.metrics.revision.Set(float64(st.revision))
 			n.tasks.restore(d)
 			n.log.Info("serving the persisted config", "revision", st.revision, "domains", len(st.sites))
@@ -219,6 +223,7 @@ func (n *Node) apply(ctx context.Context, d *desired) error {
 		return err
 	}
 	n.state.Store(st)
+	n.applyCluster(d)
 	n.tasks.apply(ctx, d, st, prev.revision)
 	n.metrics.revision.Set(float64(st.revision))
 	if err := n.persist.save(ctx, d); err != nil {

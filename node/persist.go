@@ -74,7 +74,17 @@ func newPersister(dir, keyringPath string) (*persister, error) {
 // save writes d as the last good config.
 func (p *persister) save(ctx context.Context, d *desired) error {
 	snap := &storagev1.NodeSnapshot{Revision: d.revision, PurgeFloor: d.purgeFloor,
-		Domains: sortedValues(d.domains), Purges: sortedValues(d.purges), Prefetches: sortedValues(d.prefetches)}
+		Domains: sortedValues(d.domains), Purges: sortedValues(d.purges), Prefetches: sortedValues(d.prefetches),
+		DrainingNodes: sortedKeys(d.draining)}
+	if d.gossipKeys != nil {
+		plain, err := proto.Marshal(d.gossipKeys)
+		if err != nil {
+			return err
+		}
+		if snap.GossipKeyring, err = p.sealer.Seal(ctx, plain, gossipKeyringAAD); err != nil {
+			return err
+		}
+	}
 	next := make(map[string]sealedKey, len(d.certs))
 	for _, b := range sortedValues(d.certs) {
 		sum := sha256.Sum256([]byte(b.GetPrivateKeyPem()))
@@ -124,7 +134,20 @@ func (p *persister) load(ctx context.Context) (*desired, error) {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	d := &desired{revision: snap.GetRevision(), purgeFloor: snap.GetPurgeFloor(), domains: map[string]*outpostv1.Domain{}, certs: map[string]*outpostv1.CertificateBundle{},
-		purges: map[string]*outpostv1.Purge{}, prefetches: map[string]*outpostv1.Prefetch{}}
+		purges: map[string]*outpostv1.Purge{}, prefetches: map[string]*outpostv1.Prefetch{}, draining: map[string]bool{}}
+	for _, n := range snap.GetDrainingNodes() {
+		d.draining[n] = true
+	}
+	if snap.GetGossipKeyring() != nil {
+		plain, err := p.sealer.Open(ctx, snap.GetGossipKeyring(), gossipKeyringAAD)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot: gossip keyring: %w", err)
+		}
+		d.gossipKeys = &outpostv1.GossipKeyring{}
+		if err := proto.Unmarshal(plain, d.gossipKeys); err != nil {
+			return nil, fmt.Errorf("snapshot: gossip keyring: %w", err)
+		}
+	}
 	for _, dom := range snap.GetDomains() {
 		d.domains[dom.GetName()] = dom
 	}
@@ -144,6 +167,9 @@ func (p *persister) load(ctx context.Context) (*desired, error) {
 	}
 	return d, nil
 }
+
+// gossipKeyringAAD binds a sealed gossip keyring to its purpose.
+var gossipKeyringAAD = []byte("gossip-keyring")
 
 // writeFileAtomic writes data to path with mode 0600 via a synced
 // temporary file and a rename.
@@ -197,4 +223,13 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }

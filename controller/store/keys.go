@@ -31,6 +31,7 @@ const (
 	prefetchesPrefix     = ConfigPrefix + "prefetches/"      // <task id> → outpost.v1.Prefetch
 	purgeFloorKey        = ConfigPrefix + "purge-floor"      // raw decimal revision, only ever raised
 	autoRefreshPrefix    = Prefix + "auto-refresh/"          // <domain> → sha256 hex of its bucket-events secret
+	gossipKeyringKey     = ConfigPrefix + "gossip-keyring"   // storage.v1.StoredGossipKeyring
 )
 
 // AccountKey is the key of an account.
@@ -141,6 +142,10 @@ func PrefetchesPrefix() string { return prefetchesPrefix }
 
 // PurgeFloorKey holds the highest revision of a purge deleted by retention.
 func PurgeFloorKey() string { return purgeFloorKey }
+
+// GossipKeyringKey holds the sealed gossip keyring nodes and schedulers
+// receive through the config stream.
+func GossipKeyringKey() string { return gossipKeyringKey }
 
 // AutoRefreshKey holds the hex SHA-256 of a domain's bucket-events
 // (automatic cache update) secret; it exists while the feature is on.

@@ -53,6 +53,7 @@ const (
 	ReasonTokenNotFound       = "TokenNotFound"
 	ReasonInvalidRole         = "InvalidRole"
 	ReasonNodeNotFound        = "NodeNotFound"
+	ReasonInvalidGossipKey    = "InvalidGossipKey"
 
 	ReasonInvalidCacheRule  = "InvalidCacheRule"
 	ReasonTooManyCacheRules = "TooManyCacheRules"

@@ -3,9 +3,11 @@ package outpostctl
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/outpost-cdn/outpost/internal/membership"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
 
@@ -17,6 +19,7 @@ scheduling (drain) without stopping it.`,
 		a.newNodeListCommand(),
 		a.newNodeGetCommand(),
 		a.newNodeDrainCommand(),
+		a.newGossipKeyringCommand(),
 	)
 	cmd.Aliases = []string{"nodes"}
 	return cmd
@@ -90,6 +93,77 @@ func (a *app) newNodeDrainCommand() *cobra.Command {
 	}
 	cmd.Flags().BoolVar(&undo, "undo", false, "put the node back in scheduling")
 	return apiCommand(cmd)
+}
+
+func (a *app) newGossipKeyringCommand() *cobra.Command {
+	return newGroup("gossip-keyring", "Set or show the keys that encrypt gossip",
+		`The gossip keyring encrypts memberlist gossip among edge nodes and
+schedulers (AES-GCM). Nodes and schedulers started without a keyring file of
+their own take the controller's and apply a new one without a restart.
+
+Rotate a key without membership flaps in three steps, waiting after each
+until every node's APPLIED-REVISION (outpostctl node list) reaches the
+revision the step printed:
+  1. set OLD,NEW   (the new key is known everywhere)
+  2. set NEW,OLD   (the new key encrypts)
+  3. set NEW       (the old key is gone)`,
+		a.newGossipKeyringSetCommand(),
+		a.newGossipKeyringShowCommand(),
+	)
+}
+
+func (a *app) newGossipKeyringSetCommand() *cobra.Command {
+	return apiCommand(&cobra.Command{
+		Use:   "set FILE",
+		Short: "Replace the gossip keyring with the keys in FILE",
+		Long: `Replace the gossip keyring with the keys in FILE: one base64 key of 16, 24
+or 32 bytes per line, the first one primary; blank lines and # comments are
+ignored (the format of the nodes' --gossip-keyring file). Needs an operator
+token. Only key fingerprints are printed.`,
+		Example: "  head -c 32 /dev/urandom | base64 > gossip.keys\n  outpostctl node gossip-keyring set gossip.keys",
+		Args:    exactArgs("FILE"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			keys, err := membership.LoadKeys(args[0])
+			if err != nil {
+				return err
+			}
+			ctx, cancel := a.rpcContext(cmd)
+			defer cancel()
+			resp, err := a.api.nodes.SetGossipKeyring(ctx, &outpostv1.SetGossipKeyringRequest{Keys: keys})
+			if err != nil {
+				return err
+			}
+			return a.render(cmd, resp, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "Gossip keyring set at revision %d: %s (primary first).\n", resp.GetRevision(), strings.Join(resp.GetFingerprints(), ", "))
+				return err
+			})
+		},
+	})
+}
+
+func (a *app) newGossipKeyringShowCommand() *cobra.Command {
+	return apiCommand(&cobra.Command{
+		Use:     "show",
+		Short:   "Show the fingerprints of the gossip keyring's keys",
+		Example: "  outpostctl node gossip-keyring show",
+		Args:    exactArgs(),
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, cancel := a.rpcContext(cmd)
+			defer cancel()
+			resp, err := a.api.nodes.GetGossipKeyring(ctx, &outpostv1.GetGossipKeyringRequest{})
+			if err != nil {
+				return err
+			}
+			return a.render(cmd, resp, func(w io.Writer) error {
+				if len(resp.GetFingerprints()) == 0 {
+					_, err := fmt.Fprintln(w, "No gossip keyring is set.")
+					return err
+				}
+				_, err := fmt.Fprintf(w, "Gossip keyring (revision %d): %s (primary first).\n", resp.GetRevision(), strings.Join(resp.GetFingerprints(), ", "))
+				return err
+			})
+		},
+	})
 }
 
 // writeNodeTable writes the `node list` table.

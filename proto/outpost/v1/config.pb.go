@@ -692,8 +692,12 @@ type StreamConfigResponse struct {
 	// undrained_nodes.
 	DrainingNodes  []string `protobuf:"bytes,12,rep,name=draining_nodes,json=drainingNodes,proto3" json:"draining_nodes,omitempty"`
 	UndrainedNodes []string `protobuf:"bytes,13,rep,name=undrained_nodes,json=undrainedNodes,proto3" json:"undrained_nodes,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The gossip keyring set with NodeService.SetGossipKeyring. A snapshot
+	// carries it when one is set; a change carries it when it changed. Nodes
+	// and schedulers started without a keyring file of their own use it.
+	GossipKeyring *GossipKeyring `protobuf:"bytes,14,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamConfigResponse) Reset() {
@@ -817,6 +821,60 @@ func (x *StreamConfigResponse) GetUndrainedNodes() []string {
 	return nil
 }
 
+func (x *StreamConfigResponse) GetGossipKeyring() *GossipKeyring {
+	if x != nil {
+		return x.GossipKeyring
+	}
+	return nil
+}
+
+// GossipKeyring is the keys that encrypt the edge cluster's gossip
+// (memberlist, AES-GCM): the first one encrypts, every one decrypts. It is a
+// secret: only node and scheduler streams carry it.
+type GossipKeyring struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GossipKeyring) Reset() {
+	*x = GossipKeyring{}
+	mi := &file_outpost_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GossipKeyring) ProtoMessage() {}
+
+func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
+func (*GossipKeyring) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *GossipKeyring) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
 var File_outpost_v1_config_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_config_proto_rawDesc = "" +
@@ -866,7 +924,7 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"\x11CertificateBundle\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12&\n" +
-	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\xc3\x04\n" +
+	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\x85\x05\n" +
 	"\x14StreamConfigResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12,\n" +
@@ -884,7 +942,10 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"\vpurge_floor\x18\v \x01(\x03R\n" +
 	"purgeFloor\x12%\n" +
 	"\x0edraining_nodes\x18\f \x03(\tR\rdrainingNodes\x12'\n" +
-	"\x0fundrained_nodes\x18\r \x03(\tR\x0eundrainedNodes2o\n" +
+	"\x0fundrained_nodes\x18\r \x03(\tR\x0eundrainedNodes\x12@\n" +
+	"\x0egossip_keyring\x18\x0e \x01(\v2\x19.outpost.v1.GossipKeyringR\rgossipKeyring\"#\n" +
+	"\rGossipKeyring\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys2o\n" +
 	"\x16ConfigDiscoveryService\x12U\n" +
 	"\fStreamConfig\x12\x1f.outpost.v1.StreamConfigRequest\x1a .outpost.v1.StreamConfigResponse(\x010\x01B;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
 
@@ -900,7 +961,7 @@ func file_outpost_v1_config_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_config_proto_rawDescData
 }
 
-var file_outpost_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_outpost_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_outpost_v1_config_proto_goTypes = []any{
 	(*NodeInfo)(nil),             // 0: outpost.v1.NodeInfo
 	(*Subscribe)(nil),            // 1: outpost.v1.Subscribe
@@ -912,29 +973,31 @@ var file_outpost_v1_config_proto_goTypes = []any{
 	(*Prefetch)(nil),             // 7: outpost.v1.Prefetch
 	(*CertificateBundle)(nil),    // 8: outpost.v1.CertificateBundle
 	(*StreamConfigResponse)(nil), // 9: outpost.v1.StreamConfigResponse
-	(*Location)(nil),             // 10: outpost.v1.Location
-	(RefreshType)(0),             // 11: outpost.v1.RefreshType
-	(*Domain)(nil),               // 12: outpost.v1.Domain
+	(*GossipKeyring)(nil),        // 10: outpost.v1.GossipKeyring
+	(*Location)(nil),             // 11: outpost.v1.Location
+	(RefreshType)(0),             // 12: outpost.v1.RefreshType
+	(*Domain)(nil),               // 13: outpost.v1.Domain
 }
 var file_outpost_v1_config_proto_depIdxs = []int32{
-	10, // 0: outpost.v1.NodeInfo.location:type_name -> outpost.v1.Location
+	11, // 0: outpost.v1.NodeInfo.location:type_name -> outpost.v1.Location
 	0,  // 1: outpost.v1.Subscribe.node:type_name -> outpost.v1.NodeInfo
 	1,  // 2: outpost.v1.StreamConfigRequest.subscribe:type_name -> outpost.v1.Subscribe
 	2,  // 3: outpost.v1.StreamConfigRequest.ack:type_name -> outpost.v1.Ack
 	3,  // 4: outpost.v1.StreamConfigRequest.nack:type_name -> outpost.v1.ConfigNack
 	4,  // 5: outpost.v1.StreamConfigRequest.task_report:type_name -> outpost.v1.TaskReport
-	11, // 6: outpost.v1.Purge.type:type_name -> outpost.v1.RefreshType
-	12, // 7: outpost.v1.StreamConfigResponse.domains:type_name -> outpost.v1.Domain
+	12, // 6: outpost.v1.Purge.type:type_name -> outpost.v1.RefreshType
+	13, // 7: outpost.v1.StreamConfigResponse.domains:type_name -> outpost.v1.Domain
 	8,  // 8: outpost.v1.StreamConfigResponse.certificates:type_name -> outpost.v1.CertificateBundle
 	6,  // 9: outpost.v1.StreamConfigResponse.purges:type_name -> outpost.v1.Purge
 	7,  // 10: outpost.v1.StreamConfigResponse.prefetches:type_name -> outpost.v1.Prefetch
-	5,  // 11: outpost.v1.ConfigDiscoveryService.StreamConfig:input_type -> outpost.v1.StreamConfigRequest
-	9,  // 12: outpost.v1.ConfigDiscoveryService.StreamConfig:output_type -> outpost.v1.StreamConfigResponse
-	12, // [12:13] is the sub-list for method output_type
-	11, // [11:12] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 11: outpost.v1.StreamConfigResponse.gossip_keyring:type_name -> outpost.v1.GossipKeyring
+	5,  // 12: outpost.v1.ConfigDiscoveryService.StreamConfig:input_type -> outpost.v1.StreamConfigRequest
+	9,  // 13: outpost.v1.ConfigDiscoveryService.StreamConfig:output_type -> outpost.v1.StreamConfigResponse
+	13, // [13:14] is the sub-list for method output_type
+	12, // [12:13] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_config_proto_init() }
@@ -956,7 +1019,7 @@ func file_outpost_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_config_proto_rawDesc), len(file_outpost_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -538,6 +538,197 @@ func (x *DrainNodeResponse) GetNode() *Node {
 	return nil
 }
 
+type SetGossipKeyringRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One to eight keys of 16, 24 or 32 bytes, distinct; the first is primary.
+	Keys          [][]byte `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGossipKeyringRequest) Reset() {
+	*x = SetGossipKeyringRequest{}
+	mi := &file_outpost_v1_node_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGossipKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGossipKeyringRequest) ProtoMessage() {}
+
+func (x *SetGossipKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_node_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGossipKeyringRequest.ProtoReflect.Descriptor instead.
+func (*SetGossipKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_node_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SetGossipKeyringRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type SetGossipKeyringResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fingerprints of the keys (the first 8 bytes of their SHA-256, in hex),
+	// in the order given.
+	Fingerprints []string `protobuf:"bytes,1,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	// The config revision that carries the keyring; a node has it when its
+	// applied_revision reaches it.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetGossipKeyringResponse) Reset() {
+	*x = SetGossipKeyringResponse{}
+	mi := &file_outpost_v1_node_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetGossipKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetGossipKeyringResponse) ProtoMessage() {}
+
+func (x *SetGossipKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_node_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetGossipKeyringResponse.ProtoReflect.Descriptor instead.
+func (*SetGossipKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_node_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SetGossipKeyringResponse) GetFingerprints() []string {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
+func (x *SetGossipKeyringResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type GetGossipKeyringRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGossipKeyringRequest) Reset() {
+	*x = GetGossipKeyringRequest{}
+	mi := &file_outpost_v1_node_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGossipKeyringRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGossipKeyringRequest) ProtoMessage() {}
+
+func (x *GetGossipKeyringRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_node_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGossipKeyringRequest.ProtoReflect.Descriptor instead.
+func (*GetGossipKeyringRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_node_proto_rawDescGZIP(), []int{10}
+}
+
+type GetGossipKeyringResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fingerprints of the keys, primary first; empty when none is set.
+	Fingerprints []string `protobuf:"bytes,1,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	// The revision the keyring was last set at (0: never).
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetGossipKeyringResponse) Reset() {
+	*x = GetGossipKeyringResponse{}
+	mi := &file_outpost_v1_node_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetGossipKeyringResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetGossipKeyringResponse) ProtoMessage() {}
+
+func (x *GetGossipKeyringResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_node_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetGossipKeyringResponse.ProtoReflect.Descriptor instead.
+func (*GetGossipKeyringResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_node_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetGossipKeyringResponse) GetFingerprints() []string {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
+func (x *GetGossipKeyringResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 var File_outpost_v1_node_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_node_proto_rawDesc = "" +
@@ -573,16 +764,27 @@ const file_outpost_v1_node_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdraining\x18\x02 \x01(\bR\bdraining\"9\n" +
 	"\x11DrainNodeResponse\x12$\n" +
-	"\x04node\x18\x01 \x01(\v2\x10.outpost.v1.NodeR\x04node*b\n" +
+	"\x04node\x18\x01 \x01(\v2\x10.outpost.v1.NodeR\x04node\"-\n" +
+	"\x17SetGossipKeyringRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"Z\n" +
+	"\x18SetGossipKeyringResponse\x12\"\n" +
+	"\ffingerprints\x18\x01 \x03(\tR\ffingerprints\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"\x19\n" +
+	"\x17GetGossipKeyringRequest\"Z\n" +
+	"\x18GetGossipKeyringResponse\x12\"\n" +
+	"\ffingerprints\x18\x01 \x03(\tR\ffingerprints\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision*b\n" +
 	"\n" +
 	"NodeHealth\x12\x1b\n" +
 	"\x17NODE_HEALTH_UNSPECIFIED\x10\x00\x12\x19\n" +
 	"\x15NODE_HEALTH_CONNECTED\x10\x01\x12\x1c\n" +
-	"\x18NODE_HEALTH_DISCONNECTED\x10\x022\xe5\x01\n" +
+	"\x18NODE_HEALTH_DISCONNECTED\x10\x022\xa3\x03\n" +
 	"\vNodeService\x12H\n" +
 	"\tListNodes\x12\x1c.outpost.v1.ListNodesRequest\x1a\x1d.outpost.v1.ListNodesResponse\x12B\n" +
 	"\aGetNode\x12\x1a.outpost.v1.GetNodeRequest\x1a\x1b.outpost.v1.GetNodeResponse\x12H\n" +
-	"\tDrainNode\x12\x1c.outpost.v1.DrainNodeRequest\x1a\x1d.outpost.v1.DrainNodeResponseB;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
+	"\tDrainNode\x12\x1c.outpost.v1.DrainNodeRequest\x1a\x1d.outpost.v1.DrainNodeResponse\x12]\n" +
+	"\x10SetGossipKeyring\x12#.outpost.v1.SetGossipKeyringRequest\x1a$.outpost.v1.SetGossipKeyringResponse\x12]\n" +
+	"\x10GetGossipKeyring\x12#.outpost.v1.GetGossipKeyringRequest\x1a$.outpost.v1.GetGossipKeyringResponseB;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_node_proto_rawDescOnce sync.Once
@@ -597,37 +799,45 @@ func file_outpost_v1_node_proto_rawDescGZIP() []byte {
 }
 
 var file_outpost_v1_node_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_outpost_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_outpost_v1_node_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_outpost_v1_node_proto_goTypes = []any{
-	(NodeHealth)(0),               // 0: outpost.v1.NodeHealth
-	(*Nack)(nil),                  // 1: outpost.v1.Nack
-	(*Node)(nil),                  // 2: outpost.v1.Node
-	(*ListNodesRequest)(nil),      // 3: outpost.v1.ListNodesRequest
-	(*ListNodesResponse)(nil),     // 4: outpost.v1.ListNodesResponse
-	(*GetNodeRequest)(nil),        // 5: outpost.v1.GetNodeRequest
-	(*GetNodeResponse)(nil),       // 6: outpost.v1.GetNodeResponse
-	(*DrainNodeRequest)(nil),      // 7: outpost.v1.DrainNodeRequest
-	(*DrainNodeResponse)(nil),     // 8: outpost.v1.DrainNodeResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
-	(*Location)(nil),              // 10: outpost.v1.Location
+	(NodeHealth)(0),                  // 0: outpost.v1.NodeHealth
+	(*Nack)(nil),                     // 1: outpost.v1.Nack
+	(*Node)(nil),                     // 2: outpost.v1.Node
+	(*ListNodesRequest)(nil),         // 3: outpost.v1.ListNodesRequest
+	(*ListNodesResponse)(nil),        // 4: outpost.v1.ListNodesResponse
+	(*GetNodeRequest)(nil),           // 5: outpost.v1.GetNodeRequest
+	(*GetNodeResponse)(nil),          // 6: outpost.v1.GetNodeResponse
+	(*DrainNodeRequest)(nil),         // 7: outpost.v1.DrainNodeRequest
+	(*DrainNodeResponse)(nil),        // 8: outpost.v1.DrainNodeResponse
+	(*SetGossipKeyringRequest)(nil),  // 9: outpost.v1.SetGossipKeyringRequest
+	(*SetGossipKeyringResponse)(nil), // 10: outpost.v1.SetGossipKeyringResponse
+	(*GetGossipKeyringRequest)(nil),  // 11: outpost.v1.GetGossipKeyringRequest
+	(*GetGossipKeyringResponse)(nil), // 12: outpost.v1.GetGossipKeyringResponse
+	(*timestamppb.Timestamp)(nil),    // 13: google.protobuf.Timestamp
+	(*Location)(nil),                 // 14: outpost.v1.Location
 }
 var file_outpost_v1_node_proto_depIdxs = []int32{
-	9,  // 0: outpost.v1.Nack.time:type_name -> google.protobuf.Timestamp
-	10, // 1: outpost.v1.Node.location:type_name -> outpost.v1.Location
+	13, // 0: outpost.v1.Nack.time:type_name -> google.protobuf.Timestamp
+	14, // 1: outpost.v1.Node.location:type_name -> outpost.v1.Location
 	0,  // 2: outpost.v1.Node.health:type_name -> outpost.v1.NodeHealth
 	1,  // 3: outpost.v1.Node.last_nack:type_name -> outpost.v1.Nack
-	9,  // 4: outpost.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
+	13, // 4: outpost.v1.Node.last_seen:type_name -> google.protobuf.Timestamp
 	2,  // 5: outpost.v1.ListNodesResponse.nodes:type_name -> outpost.v1.Node
 	2,  // 6: outpost.v1.GetNodeResponse.node:type_name -> outpost.v1.Node
 	2,  // 7: outpost.v1.DrainNodeResponse.node:type_name -> outpost.v1.Node
 	3,  // 8: outpost.v1.NodeService.ListNodes:input_type -> outpost.v1.ListNodesRequest
 	5,  // 9: outpost.v1.NodeService.GetNode:input_type -> outpost.v1.GetNodeRequest
 	7,  // 10: outpost.v1.NodeService.DrainNode:input_type -> outpost.v1.DrainNodeRequest
-	4,  // 11: outpost.v1.NodeService.ListNodes:output_type -> outpost.v1.ListNodesResponse
-	6,  // 12: outpost.v1.NodeService.GetNode:output_type -> outpost.v1.GetNodeResponse
-	8,  // 13: outpost.v1.NodeService.DrainNode:output_type -> outpost.v1.DrainNodeResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
+	9,  // 11: outpost.v1.NodeService.SetGossipKeyring:input_type -> outpost.v1.SetGossipKeyringRequest
+	11, // 12: outpost.v1.NodeService.GetGossipKeyring:input_type -> outpost.v1.GetGossipKeyringRequest
+	4,  // 13: outpost.v1.NodeService.ListNodes:output_type -> outpost.v1.ListNodesResponse
+	6,  // 14: outpost.v1.NodeService.GetNode:output_type -> outpost.v1.GetNodeResponse
+	8,  // 15: outpost.v1.NodeService.DrainNode:output_type -> outpost.v1.DrainNodeResponse
+	10, // 16: outpost.v1.NodeService.SetGossipKeyring:output_type -> outpost.v1.SetGossipKeyringResponse
+	12, // 17: outpost.v1.NodeService.GetGossipKeyring:output_type -> outpost.v1.GetGossipKeyringResponse
+	13, // [13:18] is the sub-list for method output_type
+	8,  // [8:13] is the sub-list for method input_type
 	8,  // [8:8] is the sub-list for extension type_name
 	8,  // [8:8] is the sub-list for extension extendee
 	0,  // [0:8] is the sub-list for field type_name
@@ -645,7 +855,7 @@ func file_outpost_v1_node_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_node_proto_rawDesc), len(file_outpost_v1_node_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   8,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

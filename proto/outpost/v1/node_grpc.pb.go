@@ -21,9 +21,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	NodeService_ListNodes_FullMethodName = "/outpost.v1.NodeService/ListNodes"
-	NodeService_GetNode_FullMethodName   = "/outpost.v1.NodeService/GetNode"
-	NodeService_DrainNode_FullMethodName = "/outpost.v1.NodeService/DrainNode"
+	NodeService_ListNodes_FullMethodName        = "/outpost.v1.NodeService/ListNodes"
+	NodeService_GetNode_FullMethodName          = "/outpost.v1.NodeService/GetNode"
+	NodeService_DrainNode_FullMethodName        = "/outpost.v1.NodeService/DrainNode"
+	NodeService_SetGossipKeyring_FullMethodName = "/outpost.v1.NodeService/SetGossipKeyring"
+	NodeService_GetGossipKeyring_FullMethodName = "/outpost.v1.NodeService/GetGossipKeyring"
 )
 
 // NodeServiceClient is the client API for NodeService service.
@@ -39,6 +41,16 @@ type NodeServiceClient interface {
 	// DrainNode takes a node out of scheduling (or back in) without stopping it.
 	// Operator only.
 	DrainNode(ctx context.Context, in *DrainNodeRequest, opts ...grpc.CallOption) (*DrainNodeResponse, error)
+	// SetGossipKeyring replaces the keyring that encrypts gossip among edge
+	// nodes and schedulers; the first key encrypts, all decrypt. Nodes and
+	// schedulers without a keyring file of their own apply it at run time.
+	// Rotate without membership flaps in three steps, each applied by every
+	// node (see applied_revision) before the next: [old, new], then
+	// [new, old], then [new]. Operator only. The keys are never returned.
+	SetGossipKeyring(ctx context.Context, in *SetGossipKeyringRequest, opts ...grpc.CallOption) (*SetGossipKeyringResponse, error)
+	// GetGossipKeyring returns the fingerprints of the keyring's keys.
+	// Operator only.
+	GetGossipKeyring(ctx context.Context, in *GetGossipKeyringRequest, opts ...grpc.CallOption) (*GetGossipKeyringResponse, error)
 }
 
 type nodeServiceClient struct {
@@ -79,6 +91,26 @@ func (c *nodeServiceClient) DrainNode(ctx context.Context, in *DrainNodeRequest,
 	return out, nil
 }
 
+func (c *nodeServiceClient) SetGossipKeyring(ctx context.Context, in *SetGossipKeyringRequest, opts ...grpc.CallOption) (*SetGossipKeyringResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetGossipKeyringResponse)
+	err := c.cc.Invoke(ctx, NodeService_SetGossipKeyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *nodeServiceClient) GetGossipKeyring(ctx context.Context, in *GetGossipKeyringRequest, opts ...grpc.CallOption) (*GetGossipKeyringResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetGossipKeyringResponse)
+	err := c.cc.Invoke(ctx, NodeService_GetGossipKeyring_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // NodeServiceServer is the server API for NodeService service.
 // All implementations must embed UnimplementedNodeServiceServer
 // for forward compatibility.
@@ -92,6 +124,16 @@ type NodeServiceServer interface {
 	// DrainNode takes a node out of scheduling (or back in) without stopping it.
 	// Operator only.
 	DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error)
+	// SetGossipKeyring replaces the keyring that encrypts gossip among edge
+	// nodes and schedulers; the first key encrypts, all decrypt. Nodes and
+	// schedulers without a keyring file of their own apply it at run time.
+	// Rotate without membership flaps in three steps, each applied by every
+	// node (see applied_revision) before the next: [old, new], then
+	// [new, old], then [new]. Operator only. The keys are never returned.
+	SetGossipKeyring(context.Context, *SetGossipKeyringRequest) (*SetGossipKeyringResponse, error)
+	// GetGossipKeyring returns the fingerprints of the keyring's keys.
+	// Operator only.
+	GetGossipKeyring(context.Context, *GetGossipKeyringRequest) (*GetGossipKeyringResponse, error)
 	mustEmbedUnimplementedNodeServiceServer()
 }
 
@@ -110,6 +152,12 @@ func (UnimplementedNodeServiceServer) GetNode(context.Context, *GetNodeRequest) 
 }
 func (UnimplementedNodeServiceServer) DrainNode(context.Context, *DrainNodeRequest) (*DrainNodeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DrainNode not implemented")
+}
+func (UnimplementedNodeServiceServer) SetGossipKeyring(context.Context, *SetGossipKeyringRequest) (*SetGossipKeyringResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetGossipKeyring not implemented")
+}
+func (UnimplementedNodeServiceServer) GetGossipKeyring(context.Context, *GetGossipKeyringRequest) (*GetGossipKeyringResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetGossipKeyring not implemented")
 }
 func (UnimplementedNodeServiceServer) mustEmbedUnimplementedNodeServiceServer() {}
 func (UnimplementedNodeServiceServer) testEmbeddedByValue()                     {}
@@ -186,6 +234,42 @@ func _NodeService_DrainNode_Handler(srv interface{}, ctx context.Context, dec fu
 	return interceptor(ctx, in, info, handler)
 }
 
+func _NodeService_SetGossipKeyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetGossipKeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).SetGossipKeyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_SetGossipKeyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).SetGossipKeyring(ctx, req.(*SetGossipKeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _NodeService_GetGossipKeyring_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetGossipKeyringRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeServiceServer).GetGossipKeyring(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeService_GetGossipKeyring_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeServiceServer).GetGossipKeyring(ctx, req.(*GetGossipKeyringRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // NodeService_ServiceDesc is the grpc.ServiceDesc for NodeService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -204,6 +288,14 @@ var NodeService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DrainNode",
 			Handler:    _NodeService_DrainNode_Handler,
+		},
+		{
+			MethodName: "SetGossipKeyring",
+			Handler:    _NodeService_SetGossipKeyring_Handler,
+		},
+		{
+			MethodName: "GetGossipKeyring",
+			Handler:    _NodeService_GetGossipKeyring_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -310,9 +310,13 @@ type NodeSnapshot struct {
 	Domains      []*v1.Domain           `protobuf:"bytes,2,rep,name=domains,proto3" json:"domains,omitempty"`
 	Certificates []*NodeCertificate     `protobuf:"bytes,3,rep,name=certificates,proto3" json:"certificates,omitempty"`
 	// Purges and prefetches the node has already acted on, by task ID.
-	Purges        []*v1.Purge    `protobuf:"bytes,4,rep,name=purges,proto3" json:"purges,omitempty"`
-	Prefetches    []*v1.Prefetch `protobuf:"bytes,5,rep,name=prefetches,proto3" json:"prefetches,omitempty"`
-	PurgeFloor    int64          `protobuf:"varint,6,opt,name=purge_floor,json=purgeFloor,proto3" json:"purge_floor,omitempty"`
+	Purges     []*v1.Purge    `protobuf:"bytes,4,rep,name=purges,proto3" json:"purges,omitempty"`
+	Prefetches []*v1.Prefetch `protobuf:"bytes,5,rep,name=prefetches,proto3" json:"prefetches,omitempty"`
+	PurgeFloor int64          `protobuf:"varint,6,opt,name=purge_floor,json=purgeFloor,proto3" json:"purge_floor,omitempty"`
+	// The controller's gossip keyring (an outpost.v1.GossipKeyring), sealed.
+	GossipKeyring *SealedSecret `protobuf:"bytes,7,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
+	// Nodes an operator drained.
+	DrainingNodes []string `protobuf:"bytes,8,rep,name=draining_nodes,json=drainingNodes,proto3" json:"draining_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -387,6 +391,20 @@ func (x *NodeSnapshot) GetPurgeFloor() int64 {
 		return x.PurgeFloor
 	}
 	return 0
+}
+
+func (x *NodeSnapshot) GetGossipKeyring() *SealedSecret {
+	if x != nil {
+		return x.GossipKeyring
+	}
+	return nil
+}
+
+func (x *NodeSnapshot) GetDrainingNodes() []string {
+	if x != nil {
+		return x.DrainingNodes
+	}
+	return nil
 }
 
 // NodeCertificate is a certificate with its private key sealed by the
@@ -631,6 +649,61 @@ func (x *ContentQuotaUsage) GetPrefetchUrls() uint32 {
 	return 0
 }
 
+// StoredGossipKeyring is the gossip keyring: the keys (a marshalled
+// outpost.v1.GossipKeyring) sealed with the controllers' keyring, and their
+// fingerprints for GetGossipKeyring.
+type StoredGossipKeyring struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          *SealedSecret          `protobuf:"bytes,1,opt,name=keys,proto3" json:"keys,omitempty"`
+	Fingerprints  []string               `protobuf:"bytes,2,rep,name=fingerprints,proto3" json:"fingerprints,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredGossipKeyring) Reset() {
+	*x = StoredGossipKeyring{}
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredGossipKeyring) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredGossipKeyring) ProtoMessage() {}
+
+func (x *StoredGossipKeyring) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredGossipKeyring.ProtoReflect.Descriptor instead.
+func (*StoredGossipKeyring) Descriptor() ([]byte, []int) {
+	return file_outpost_storage_v1_storage_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *StoredGossipKeyring) GetKeys() *SealedSecret {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *StoredGossipKeyring) GetFingerprints() []string {
+	if x != nil {
+		return x.Fingerprints
+	}
+	return nil
+}
+
 var File_outpost_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_outpost_storage_v1_storage_proto_rawDesc = "" +
@@ -655,7 +728,7 @@ const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"\tlast_nack\x18\x03 \x01(\v2\x10.outpost.v1.NackR\blastNack\x127\n" +
 	"\tlast_seen\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\blastSeen\"'\n" +
 	"\tNodeState\x12\x1a\n" +
-	"\bdraining\x18\x01 \x01(\bR\bdraining\"\xa3\x02\n" +
+	"\bdraining\x18\x01 \x01(\bR\bdraining\"\x93\x03\n" +
 	"\fNodeSnapshot\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12,\n" +
 	"\adomains\x18\x02 \x03(\v2\x12.outpost.v1.DomainR\adomains\x12G\n" +
@@ -665,7 +738,9 @@ const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"prefetches\x18\x05 \x03(\v2\x14.outpost.v1.PrefetchR\n" +
 	"prefetches\x12\x1f\n" +
 	"\vpurge_floor\x18\x06 \x01(\x03R\n" +
-	"purgeFloor\"\x8d\x01\n" +
+	"purgeFloor\x12G\n" +
+	"\x0egossip_keyring\x18\a \x01(\v2 .outpost.storage.v1.SealedSecretR\rgossipKeyring\x12%\n" +
+	"\x0edraining_nodes\x18\b \x03(\tR\rdrainingNodes\"\x8d\x01\n" +
 	"\x0fNodeCertificate\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12A\n" +
@@ -683,7 +758,10 @@ const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"\frefresh_urls\x18\x01 \x01(\rR\vrefreshUrls\x12/\n" +
 	"\x13refresh_directories\x18\x02 \x01(\rR\x12refreshDirectories\x12'\n" +
 	"\x0frefresh_regexes\x18\x03 \x01(\rR\x0erefreshRegexes\x12#\n" +
-	"\rprefetch_urls\x18\x04 \x01(\rR\fprefetchUrlsBCZAgithub.com/outpost-cdn/outpost/proto/outpost/storage/v1;storagev1b\x06proto3"
+	"\rprefetch_urls\x18\x04 \x01(\rR\fprefetchUrls\"o\n" +
+	"\x13StoredGossipKeyring\x124\n" +
+	"\x04keys\x18\x01 \x01(\v2 .outpost.storage.v1.SealedSecretR\x04keys\x12\"\n" +
+	"\ffingerprints\x18\x02 \x03(\tR\ffingerprintsBCZAgithub.com/outpost-cdn/outpost/proto/outpost/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_outpost_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -697,7 +775,7 @@ func file_outpost_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_outpost_storage_v1_storage_proto_rawDescData
 }
 
-var file_outpost_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_outpost_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_outpost_storage_v1_storage_proto_goTypes = []any{
 	(*SealedSecret)(nil),          // 0: outpost.storage.v1.SealedSecret
 	(*StoredCertificate)(nil),     // 1: outpost.storage.v1.StoredCertificate
@@ -709,37 +787,40 @@ var file_outpost_storage_v1_storage_proto_goTypes = []any{
 	(*StoredTask)(nil),            // 7: outpost.storage.v1.StoredTask
 	(*TaskProgress)(nil),          // 8: outpost.storage.v1.TaskProgress
 	(*ContentQuotaUsage)(nil),     // 9: outpost.storage.v1.ContentQuotaUsage
-	(*v1.Certificate)(nil),        // 10: outpost.v1.Certificate
-	(*v1.Token)(nil),              // 11: outpost.v1.Token
-	(*v1.NodeInfo)(nil),           // 12: outpost.v1.NodeInfo
-	(*v1.Nack)(nil),               // 13: outpost.v1.Nack
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
-	(*v1.Domain)(nil),             // 15: outpost.v1.Domain
-	(*v1.Purge)(nil),              // 16: outpost.v1.Purge
-	(*v1.Prefetch)(nil),           // 17: outpost.v1.Prefetch
-	(*v1.Task)(nil),               // 18: outpost.v1.Task
-	(*v1.TaskReport)(nil),         // 19: outpost.v1.TaskReport
+	(*StoredGossipKeyring)(nil),   // 10: outpost.storage.v1.StoredGossipKeyring
+	(*v1.Certificate)(nil),        // 11: outpost.v1.Certificate
+	(*v1.Token)(nil),              // 12: outpost.v1.Token
+	(*v1.NodeInfo)(nil),           // 13: outpost.v1.NodeInfo
+	(*v1.Nack)(nil),               // 14: outpost.v1.Nack
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*v1.Domain)(nil),             // 16: outpost.v1.Domain
+	(*v1.Purge)(nil),              // 17: outpost.v1.Purge
+	(*v1.Prefetch)(nil),           // 18: outpost.v1.Prefetch
+	(*v1.Task)(nil),               // 19: outpost.v1.Task
+	(*v1.TaskReport)(nil),         // 20: outpost.v1.TaskReport
 }
 var file_outpost_storage_v1_storage_proto_depIdxs = []int32{
-	10, // 0: outpost.storage.v1.StoredCertificate.certificate:type_name -> outpost.v1.Certificate
+	11, // 0: outpost.storage.v1.StoredCertificate.certificate:type_name -> outpost.v1.Certificate
 	0,  // 1: outpost.storage.v1.StoredCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
-	11, // 2: outpost.storage.v1.StoredToken.token:type_name -> outpost.v1.Token
-	12, // 3: outpost.storage.v1.NodeRecord.info:type_name -> outpost.v1.NodeInfo
-	13, // 4: outpost.storage.v1.NodeRecord.last_nack:type_name -> outpost.v1.Nack
-	14, // 5: outpost.storage.v1.NodeRecord.last_seen:type_name -> google.protobuf.Timestamp
-	15, // 6: outpost.storage.v1.NodeSnapshot.domains:type_name -> outpost.v1.Domain
+	12, // 2: outpost.storage.v1.StoredToken.token:type_name -> outpost.v1.Token
+	13, // 3: outpost.storage.v1.NodeRecord.info:type_name -> outpost.v1.NodeInfo
+	14, // 4: outpost.storage.v1.NodeRecord.last_nack:type_name -> outpost.v1.Nack
+	15, // 5: outpost.storage.v1.NodeRecord.last_seen:type_name -> google.protobuf.Timestamp
+	16, // 6: outpost.storage.v1.NodeSnapshot.domains:type_name -> outpost.v1.Domain
 	6,  // 7: outpost.storage.v1.NodeSnapshot.certificates:type_name -> outpost.storage.v1.NodeCertificate
-	16, // 8: outpost.storage.v1.NodeSnapshot.purges:type_name -> outpost.v1.Purge
-	17, // 9: outpost.storage.v1.NodeSnapshot.prefetches:type_name -> outpost.v1.Prefetch
-	0,  // 10: outpost.storage.v1.NodeCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
-	18, // 11: outpost.storage.v1.StoredTask.task:type_name -> outpost.v1.Task
-	19, // 12: outpost.storage.v1.TaskProgress.report:type_name -> outpost.v1.TaskReport
-	14, // 13: outpost.storage.v1.TaskProgress.report_time:type_name -> google.protobuf.Timestamp
-	14, // [14:14] is the sub-list for method output_type
-	14, // [14:14] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	17, // 8: outpost.storage.v1.NodeSnapshot.purges:type_name -> outpost.v1.Purge
+	18, // 9: outpost.storage.v1.NodeSnapshot.prefetches:type_name -> outpost.v1.Prefetch
+	0,  // 10: outpost.storage.v1.NodeSnapshot.gossip_keyring:type_name -> outpost.storage.v1.SealedSecret
+	0,  // 11: outpost.storage.v1.NodeCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
+	19, // 12: outpost.storage.v1.StoredTask.task:type_name -> outpost.v1.Task
+	20, // 13: outpost.storage.v1.TaskProgress.report:type_name -> outpost.v1.TaskReport
+	15, // 14: outpost.storage.v1.TaskProgress.report_time:type_name -> google.protobuf.Timestamp
+	0,  // 15: outpost.storage.v1.StoredGossipKeyring.keys:type_name -> outpost.storage.v1.SealedSecret
+	16, // [16:16] is the sub-list for method output_type
+	16, // [16:16] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_outpost_storage_v1_storage_proto_init() }
@@ -753,7 +834,7 @@ func file_outpost_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_storage_v1_storage_proto_rawDesc), len(file_outpost_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
