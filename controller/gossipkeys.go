@@ -2,13 +2,12 @@ package controller
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-cdn/outpost/controller/store"
 	"github.com/outpost-cdn/outpost/internal/apierr"
+	"github.com/outpost-cdn/outpost/internal/membership"
 	storagev1 "github.com/outpost-cdn/outpost/proto/outpost/storage/v1"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
@@ -38,13 +37,6 @@ func validGossipKeys(keys [][]byte) error {
 	return nil
 }
 
-// gossipKeyFingerprint names a key without revealing it: the first 8 bytes
-// of its SHA-256, in hex (as membership.Member reports its keys).
-func gossipKeyFingerprint(key []byte) string {
-	sum := sha256.Sum256(key)
-	return hex.EncodeToString(sum[:8])
-}
-
 func (s *nodeService) SetGossipKeyring(ctx context.Context, req *outpostv1.SetGossipKeyringRequest) (*outpostv1.SetGossipKeyringResponse, error) {
 	c := s.c
 	keys := req.GetKeys()
@@ -61,7 +53,7 @@ func (s *nodeService) SetGossipKeyring(ctx context.Context, req *outpostv1.SetGo
 	}
 	rec := &storagev1.StoredGossipKeyring{Keys: sealed}
 	for _, k := range keys {
-		rec.Fingerprints = append(rec.Fingerprints, gossipKeyFingerprint(k))
+		rec.Fingerprints = append(rec.Fingerprints, membership.KeyFingerprint(k))
 	}
 	t := c.store.Begin()
 	if _, err := t.Guard(ctx, store.GossipKeyringKey()); err != nil {

@@ -163,6 +163,12 @@ func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, root
 	httpsAddr := addr()
 	cmd := exec.Command(bin, "-name", "edge-bench", "-controllers", env.Addr, "-http", addr(), "-https", httpsAddr,
 		"-data-dir", filepath.Join(dir, "data"))
+	if a := os.Getenv("OUTPOST_BENCH_PPROF"); a != "" {
+		// Profile the edge while the benchmark runs:
+		//   OUTPOST_BENCH_PPROF=127.0.0.1:6060 go test -bench ... &
+		//   go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5
+		cmd.Args = append(cmd.Args, "-metrics", a, "-pprof")
+	}
 	cmd.Env = append(os.Environ(), "OUTPOST_NODE_TOKEN="+token)
 	var logs syncBuffer
 	cmd.Stderr = &logs

@@ -40,5 +40,6 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.CacheMemoryBytes, "cache-memory-bytes", envInt64("OUTPOST_CACHE_MEMORY_BYTES", 256<<20), "bytes the memory cache may hold (env OUTPOST_CACHE_MEMORY_BYTES)")
 	fs.StringVar(&c.CacheDir, "cache-dir", cmdutil.Env("OUTPOST_CACHE_DIR", ""), "directory for the disk cache tier, kept across restarts; empty: memory only (env OUTPOST_CACHE_DIR)")
 	fs.Int64Var(&c.CacheDiskBytes, "cache-disk-bytes", envInt64("OUTPOST_CACHE_DISK_BYTES", 10<<30), "bytes the disk cache tier may hold, with -cache-dir (env OUTPOST_CACHE_DISK_BYTES)")
+	fs.BoolVar(&c.Pprof, "pprof", cmdutil.Env("OUTPOST_PPROF", "") == "true", "also serve Go profiles under /debug/pprof/ on the metrics address; keep it private (env OUTPOST_PPROF=true)")
 	fs.StringVar(&c.MetricsAddr, "metrics", cmdutil.Env("OUTPOST_METRICS_ADDR", ""), "Prometheus metrics listen address; empty disables (env OUTPOST_METRICS_ADDR)")
 }

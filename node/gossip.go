@@ -28,14 +28,19 @@ func (n *Node) gossipMeta() membership.Meta {
 
 // applyCluster takes the cluster-wide settings of a new config: whether an
 // operator drained this node (gossiped at once, so schedulers need not wait
-// for their own config stream).
+// for their own config stream), and the controller's gossip keyring.
 func (n *Node) applyCluster(d *desired) {
 	drain := d.draining[n.cfg.Name]
-	if n.draining.Swap(drain) != drain {
+	changed := n.draining.Swap(drain) != drain
+	if changed {
 		n.log.Info("drain state changed", "draining", drain)
-		if n.member != nil {
-			n.member.Update()
-		}
+	}
+	if n.gossip == nil {
+		return // not started yet: Start applies the persisted config's keys
+	}
+	n.gossip.ApplyControllerKeys(d.gossipKeys.GetKeys())
+	if changed {
+		n.gossip.Update()
 	}
 }
 
@@ -49,7 +54,7 @@ func (n *Node) gossipLoadLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n.member.Update()
+			n.gossip.Update()
 		}
 	}
 }
@@ -57,8 +62,18 @@ func (n *Node) gossipLoadLoop(ctx context.Context) {
 // Peers returns the cluster as this node's gossip sees it (nil without
 // gossip).
 func (n *Node) Peers() []membership.Peer {
-	if n.member == nil {
+	if n.gossip == nil {
 		return nil
 	}
-	return n.member.Peers()
+	return n.gossip.Peers()
+}
+
+// GossipAddr is the address this node gossips on ("" without gossip, or
+// before gossip started: with the controller's keys it starts with the
+// first config).
+func (n *Node) GossipAddr() string {
+	if n.gossip == nil {
+		return ""
+	}
+	return n.gossip.Addr()
 }

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"sync"
 	"sync/atomic"
 
@@ -60,7 +61,10 @@ type Config struct {
 	AccessLog bool
 	// MetricsAddr serves Prometheus metrics; "" disables.
 	MetricsAddr string
-	Logger      *slog.Logger
+	// Pprof also serves Go's profiles (net/http/pprof) under /debug/pprof/
+	// on MetricsAddr, for profiling a live node. Keep that address private.
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 func (c *Config) setDefaults() error {
@@ -115,7 +119,7 @@ type Node struct {
 	metricsSrv *http.Server
 	metricsLis net.Listener
 	cancel     context.CancelFunc
-	member     *membership.Member
+	gossip     *membership.Gossiper
 	inFlight   atomic.Int64
 	// draining: an operator drained this node (outpostctl node drain); it
 	// still serves, and tells the schedulers through gossip.
@@ -193,6 +197,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 		n.metricsLis = ml
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", n.metrics.handler())
+		if cfg.Pprof {
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		}
 		n.metricsSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 		n.serve(n.metricsSrv, ml)
 	}
@@ -204,8 +214,12 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.wg.Add(1)
 	go func() { defer n.wg.Done(); n.streamer.run(sctx) }()
 	if cfg.Gossip.Addr != "" {
-		if n.member, err = membership.Start(cfg.Gossip.Config(cfg.Name, n.gossipMeta, n.log)); err != nil {
+		if n.gossip, err = membership.NewGossiper(cfg.Gossip, cfg.Name, n.gossipMeta, n.log); err != nil {
 			return nil, err
+		}
+		if st := n.state.Load(); st.source != nil {
+			// The persisted config's keyring: gossip starts at once.
+			n.gossip.ApplyControllerKeys(st.source.gossipKeys.GetKeys())
 		}
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.gossipLoadLoop(sctx) }()
@@ -292,8 +306,8 @@ func (n *Node) HTTPSAddr() string { return n.httpsLis.Addr().String() }
 // Close stops serving, letting requests in flight finish for up to five
 // seconds.
 func (n *Node) Close() {
-	if n.member != nil {
-		n.member.Close() // leave first, so schedulers stop sending clients
+	if n.gossip != nil {
+		n.gossip.Close() // leave first, so schedulers stop sending clients
 	}
 	if n.cancel != nil {
 		n.cancel()

@@ -27,6 +27,8 @@ type domainTable struct {
 	byCNAME  map[string]*outpostv1.Domain
 	// draining are the nodes an operator drained.
 	draining map[string]bool
+	// gossipKeys is the controller's gossip keyring (nil: none set).
+	gossipKeys [][]byte
 }
 
 var emptyTable = &domainTable{byName: map[string]*outpostv1.Domain{}, byCNAME: map[string]*outpostv1.Domain{}, draining: map[string]bool{}}
@@ -50,7 +52,11 @@ func (t *domainTable) lookup(name string) *outpostv1.Domain {
 // merge applies a stream message, returning a new table.
 func (t *domainTable) merge(msg *outpostv1.StreamConfigResponse) *domainTable {
 	out := &domainTable{revision: msg.GetRevision(), byName: map[string]*outpostv1.Domain{}, byCNAME: map[string]*outpostv1.Domain{}, draining: map[string]bool{}}
+	out.gossipKeys = msg.GetGossipKeyring().GetKeys()
 	if !msg.GetSnapshot() {
+		if msg.GetGossipKeyring() == nil {
+			out.gossipKeys = t.gossipKeys
+		}
 		for k, v := range t.byName {
 			out.byName[k] = v
 		}
@@ -87,6 +93,8 @@ type domainStream struct {
 	table    atomic.Pointer[domainTable]
 	ready    chan struct{} // closed at the first snapshot
 	sawFirst bool
+	// applied, if set, is called with each table the stream stored.
+	applied func(*domainTable)
 }
 
 func newDomainStream(name, token string, controllers []string) (*domainStream, error) {
@@ -170,6 +178,9 @@ func (s *domainStream) once(ctx context.Context, conn *grpc.ClientConn) (bool, e
 		}
 		t = t.merge(msg)
 		s.table.Store(t)
+		if s.applied != nil {
+			s.applied(t)
+		}
 		got = true
 		if !s.sawFirst {
 			s.sawFirst = true

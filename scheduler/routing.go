@@ -37,9 +37,20 @@ func (s *Scheduler) startRouting() error {
 	s.selector = selection.New(selection.Config{RegionScope: cfg.RegionScope})
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if cfg.Gossip.Addr != "" {
+		meta := func() membership.Meta { return membership.Meta{Role: membership.RoleScheduler} }
+		if s.gossip, err = membership.NewGossiper(cfg.Gossip, cfg.Name, meta, s.log); err != nil {
+			return err
+		}
+	}
 	if len(cfg.Controllers) > 0 && cfg.Token != "" {
 		if s.domains, err = newDomainStream(cfg.Name, cfg.Token, cfg.Controllers); err != nil {
 			return err
+		}
+		if s.gossip != nil {
+			// Gossip keys may come from the controller: the member starts
+			// with the first config.
+			s.domains.applied = func(t *domainTable) { s.gossip.ApplyControllerKeys(t.gossipKeys) }
 		}
 		s.bg.Add(1)
 		go func() {
@@ -47,11 +58,8 @@ func (s *Scheduler) startRouting() error {
 			s.domains.run(ctx, func(err error) { s.log.Info("config stream ended; reconnecting", "err", err) })
 		}()
 	}
-	if cfg.Gossip.Addr != "" {
-		meta := func() membership.Meta { return membership.Meta{Role: membership.RoleScheduler} }
-		if s.member, err = membership.Start(cfg.Gossip.Config(cfg.Name, meta, s.log)); err != nil {
-			return err
-		}
+	if s.gossip != nil && s.domains == nil {
+		s.gossip.ApplyControllerKeys(nil) // no controller: its own keys, or none
 	}
 	return nil
 }
@@ -61,8 +69,8 @@ func (s *Scheduler) stopRouting() {
 		s.cancel()
 	}
 	s.bg.Wait()
-	if s.member != nil {
-		s.member.Close()
+	if s.gossip != nil {
+		s.gossip.Close()
 	}
 	if s.domains != nil {
 		s.domains.close()
@@ -74,7 +82,7 @@ func (s *Scheduler) stopRouting() {
 
 // nodes are the live edge nodes as gossip reports them.
 func (s *Scheduler) nodes() []selection.Node {
-	if s.member == nil {
+	if s.gossip == nil {
 		return nil
 	}
 	drained := emptyTable.draining
@@ -82,7 +90,7 @@ func (s *Scheduler) nodes() []selection.Node {
 		drained = s.domains.table.Load().draining
 	}
 	var out []selection.Node
-	for _, p := range s.member.Peers() {
+	for _, p := range s.gossip.Peers() {
 		m := p.Meta
 		if m.Role != membership.RoleNode {
 			continue

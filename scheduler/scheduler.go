@@ -96,7 +96,7 @@ type Scheduler struct {
 	done chan struct{}
 
 	domains  *domainStream
-	member   *membership.Member
+	gossip   *membership.Gossiper
 	locator  locate.Locator
 	geo      *locate.GeoIP
 	selector *selection.Selector
@@ -169,10 +169,10 @@ func (s *Scheduler) GRPCAddr() string { return s.lis.Addr().String() }
 
 // GossipAddr is the address the scheduler gossips on ("" without gossip).
 func (s *Scheduler) GossipAddr() string {
-	if s.member == nil {
+	if s.gossip == nil {
 		return ""
 	}
-	return s.member.Addr()
+	return s.gossip.Addr()
 }
 
 // DNSAddr is the bound DNS address (UDP and TCP).

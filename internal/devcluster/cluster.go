@@ -94,11 +94,15 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.sched, err = startScheduler(ctx, p, c.ctrl.Addr(), s.nodeToken, cfg.CNAMESuffix, log); err != nil {
+	czf := filepath.Join(dir, coverageZoneFile)
+	if err := writeCoverageZone(czf); err != nil {
+		return nil, err
+	}
+	if c.sched, err = startScheduler(ctx, p, c.ctrl.Addr(), s.nodeToken, cfg.CNAMESuffix, czf, log); err != nil {
 		return nil, err
 	}
 	var nodeEps []NodeEndpoint
-	if c.nodes, nodeEps, err = startNodes(ctx, dir, p, c.ctrl.Addr(), s.nodeToken, c.sched.GossipAddr(), log); err != nil {
+	if c.nodes, nodeEps, err = startNodes(ctx, dir, p, c.ctrl.Addr(), s.nodeToken, p.schedGossip, log); err != nil {
 		return nil, err
 	}
 
@@ -122,6 +126,11 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		OriginCAFile:    c.origin.caFile,
 	}
 	c.ep.DemoCAFiles = []string{c.ep.DemoCertFile, c.ep.OriginCAFile}
+	c.ep.CoverageZoneFile = czf
+	c.ep.DemoClientSubnets = map[string]string{}
+	for _, r := range demoRegions {
+		c.ep.DemoClientSubnets[r.name] = r.clientSubnet
+	}
 	if err := writeEndpoints(c.EndpointsPath(), c.ep); err != nil {
 		return nil, fmt.Errorf("write %s: %w", EndpointsFile, err)
 	}

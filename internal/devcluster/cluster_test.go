@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/miekg/dns"
+
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
 
@@ -75,6 +77,7 @@ func TestCluster(t *testing.T) {
 	t.Run("endpoints.json", func(t *testing.T) { checkEndpointsFile(t, dir, ep) })
 	t.Run("demo domain", func(t *testing.T) { checkDemoDomain(t, ep) })
 	t.Run("demo origin", func(t *testing.T) { checkOrigin(t, ep) })
+	t.Run("scheduler routes by client subnet", func(t *testing.T) { checkScheduler(t, ep) })
 	t.Run("secrets are private", func(t *testing.T) {
 		for _, f := range []string{operatorTokenFile, demoTokenFile, nodeTokenFile, "origin/a.origin.test.key", "origin/b.origin.test.key"} {
 			st, err := os.Stat(filepath.Join(dir, f))
@@ -186,7 +189,7 @@ func checkEndpointsFile(t *testing.T, dir string, ep Endpoints) {
 	}
 	for _, k := range []string{"etcd_endpoints", "controller", "token", "operator_token", "cname_suffix",
 		"scheduler_grpc", "scheduler_dns", "nodes", "origin_http", "origin_https", "demo_domain",
-		"demo_origin_names", "demo_cname", "demo_ca_files"} {
+		"demo_origin_names", "demo_cname", "demo_ca_files", "demo_client_subnets"} {
 		v, ok := m[k]
 		if !ok {
 			t.Errorf("endpoints.json lacks %q", k)
@@ -198,6 +201,10 @@ func checkEndpointsFile(t *testing.T, dir string, ep Endpoints) {
 				t.Errorf("endpoints.json: %q is empty", k)
 			}
 		case []any:
+			if len(v) == 0 {
+				t.Errorf("endpoints.json: %q is empty", k)
+			}
+		case map[string]any:
 			if len(v) == 0 {
 				t.Errorf("endpoints.json: %q is empty", k)
 			}
@@ -454,7 +461,7 @@ func TestPrintTry(t *testing.T) {
 		},
 		OriginHTTP: "127.0.0.1:7080", OriginHTTPS: "127.0.0.1:7443", DemoDomain: DemoDomain,
 		DemoOriginNames: originNames, DemoCNAME: "abc.cdn.outpost.test", DemoCertFile: "/x/demo/www.demo.test.crt",
-		OriginCAFile: "/x/origin/ca.crt",
+		OriginCAFile: "/x/origin/ca.crt", DemoClientSubnets: map[string]string{"east": "198.51.100.0/24", "west": "203.0.113.0/24"},
 	}
 	var b strings.Builder
 	printTry(&b, ep, "/x/endpoints.json")
@@ -467,10 +474,54 @@ func TestPrintTry(t *testing.T) {
 		"bin/outpostctl origin sni www.demo.test --value b.origin.test",
 		"curl --resolve www.demo.test:8443:127.0.1.1 --cacert /x/demo/www.demo.test.crt https://www.demo.test:8443/whoami.txt",
 		"curl -H 'Host: www.demo.test' http://127.0.1.2:8080/whoami.txt",
-		"dig @127.0.0.1 -p 7053 abc.cdn.outpost.test A",
+		"dig @127.0.0.1 -p 7053 abc.cdn.outpost.test A +subnet=198.51.100.0/24   # a client in the east",
+		"dig @127.0.0.1 -p 7053 abc.cdn.outpost.test A +subnet=203.0.113.0/24   # a client in the west",
+		"bin/outpostctl resolve www.demo.test --client-ip 198.51.100.7 --scheduler 127.0.0.1:7100",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+// checkScheduler asks the scheduler's DNS, as dig +subnet does, for the
+// demo CNAME on behalf of a client in each dev region: the first answer is
+// a node of that region.
+func checkScheduler(t *testing.T, ep Endpoints) {
+	if len(ep.DemoClientSubnets) != len(demoRegions) {
+		t.Fatalf("demo_client_subnets: %v", ep.DemoClientSubnets)
+	}
+	regionOf := map[string]string{}
+	for _, n := range ep.Nodes {
+		host, _, _ := net.SplitHostPort(n.HTTP)
+		regionOf[host] = n.Region
+	}
+	for region, subnet := range ep.DemoClientSubnets {
+		_, ipnet, err := net.ParseCIDR(subnet)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ones, _ := ipnet.Mask.Size()
+		q := new(dns.Msg)
+		q.SetQuestion(dns.Fqdn(ep.DemoCNAME), dns.TypeA)
+		o := q.SetEdns0(1232, false).IsEdns0()
+		o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(ones), Address: ipnet.IP})
+		c := &dns.Client{Timeout: 2 * time.Second}
+		// The nodes join the scheduler's gossip once they have their first
+		// config; give them the rejoin interval.
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			r, _, err := c.Exchange(q, ep.SchedulerDNS)
+			if err == nil && r.Rcode == dns.RcodeSuccess && len(r.Answer) > 0 {
+				a, ok := r.Answer[0].(*dns.A)
+				if ok && regionOf[a.A.String()] == region {
+					break
+				}
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("a client in %s (%s): %v %v", region, subnet, r, err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 	}
 }

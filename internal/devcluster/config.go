@@ -30,6 +30,7 @@ const (
 	offEtcdPeer    = 380
 	offSchedGRPC   = 100
 	offSchedDNS    = 53
+	offSchedGossip = 946
 	offOriginHTTP  = 80
 	offOriginHTTPS = 443
 )
@@ -142,6 +143,18 @@ func (c *Config) setDefaults() error {
 type nodeSpec struct {
 	name, region string
 	lat, lon     float64
+}
+
+// demoRegions are the dev regions as the scheduler's coverage zone knows
+// them: where each is, and a documentation-range client subnet placed there
+// (clients are only ever named in EDNS Client Subnet options, never reached).
+var demoRegions = []struct {
+	name         string
+	lat, lon     float64
+	clientSubnet string
+}{
+	{name: "east", lat: 40.7, lon: -74.0, clientSubnet: "198.51.100.0/24"},
+	{name: "west", lat: 37.8, lon: -122.4, clientSubnet: "203.0.113.0/24"},
 }
 
 // nodePlan is the dev cluster's edge nodes: two in the east, one in the west.

@@ -2,6 +2,7 @@ package devcluster
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -14,15 +15,17 @@ import (
 )
 
 // startScheduler starts the scheduler against the controller.
-func startScheduler(ctx context.Context, p *plan, controllerAddr, token, cnameSuffix string, log *slog.Logger) (*scheduler.Scheduler, error) {
+func startScheduler(ctx context.Context, p *plan, controllerAddr, token, cnameSuffix, coverageZone string, log *slog.Logger) (*scheduler.Scheduler, error) {
 	s, err := scheduler.Start(ctx, scheduler.Config{
-		GRPCAddr:    p.schedGRPC,
-		DNSAddr:     p.schedDNS,
-		Controllers: []string{controllerAddr},
-		Token:       token,
-		CNAMESuffix: cnameSuffix,
-		// Gossip on a free loopback port; the edge nodes join it.
-		Gossip: membership.Options{Addr: "127.0.0.1:0"},
+		CoverageZoneFile: coverageZone,
+		GRPCAddr:         p.schedGRPC,
+		DNSAddr:          p.schedDNS,
+		Controllers:      []string{controllerAddr},
+		Token:            token,
+		CNAMESuffix:      cnameSuffix,
+		// The edge nodes join the scheduler's gossip. Its keys come from
+		// the controller (set up by runSetup).
+		Gossip: membership.Options{Addr: p.schedGossip},
 		Logger: log,
 	})
 	if err != nil {
@@ -76,4 +79,29 @@ func hostOf(addr string) string {
 		return addr
 	}
 	return h
+}
+
+// coverageZoneFile is the scheduler's coverage zone under the cluster's
+// directory, rewritten at every start.
+const coverageZoneFile = "coverage-zone.json"
+
+// writeCoverageZone writes the scheduler's coverage zone: each dev region
+// with its location and its demo client subnet.
+func writeCoverageZone(path string) error {
+	type region struct {
+		Latitude  float64  `json:"latitude"`
+		Longitude float64  `json:"longitude"`
+		Networks  []string `json:"networks"`
+	}
+	czf := struct {
+		Regions map[string]region `json:"regions"`
+	}{Regions: map[string]region{}}
+	for _, r := range demoRegions {
+		czf.Regions[r.name] = region{Latitude: r.lat, Longitude: r.lon, Networks: []string{r.clientSubnet}}
+	}
+	b, err := json.MarshalIndent(czf, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFile(path, append(b, '\n'), 0o644)
 }

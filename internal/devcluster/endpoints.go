@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"sort"
 	"strings"
 )
 
@@ -49,6 +50,11 @@ type Endpoints struct {
 	DemoCertFile string   `json:"demo_cert_file"`
 	OriginCAFile string   `json:"origin_ca_file"`
 	DemoCAFiles  []string `json:"demo_ca_files"`
+	// DemoClientSubnets maps each dev region to a client subnet that the
+	// scheduler's coverage zone places there, for dig +subnet.
+	DemoClientSubnets map[string]string `json:"demo_client_subnets"`
+	// CoverageZoneFile is the scheduler's coverage zone.
+	CoverageZoneFile string `json:"coverage_zone_file"`
 }
 
 // NodeEndpoint is one edge node.
@@ -104,8 +110,16 @@ func printTry(w io.Writer, ep Endpoints, endpointsPath string) {
 		p("  bin/outpostctl prefetch http://%s/1k.bin     # warm every node", ep.DemoDomain)
 		p("  bin/outpostctl cache rule add %s --ext bin --ttl 7d", ep.DemoDomain)
 	}
+	p("")
+	p("The scheduler answers the nearest edge nodes for the client's subnet (EDNS Client Subnet):")
+	p("")
 	host, port := splitHostPort(ep.SchedulerDNS)
-	p("  dig @%s -p %s %s A", host, port, ep.DemoCNAME)
+	for _, region := range sortedKeys(ep.DemoClientSubnets) {
+		p("  dig @%s -p %s %s A +subnet=%s   # a client in the %s", host, port, ep.DemoCNAME, ep.DemoClientSubnets[region], region)
+	}
+	if regions := sortedKeys(ep.DemoClientSubnets); len(regions) > 0 {
+		p("  bin/outpostctl resolve %s --client-ip %s --scheduler %s", ep.DemoDomain, hostIn(ep.DemoClientSubnets[regions[0]]), ep.SchedulerGRPC)
+	}
 	p("")
 	p("The demo origin directly (one IP and port, a certificate per SNI name):")
 	p("")
@@ -125,4 +139,25 @@ func splitHostPort(addr string) (string, string) {
 		return addr, ""
 	}
 	return host, port
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// hostIn is an address inside a CIDR, for examples ("" when it does not
+// parse).
+func hostIn(cidr string) string {
+	_, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return ""
+	}
+	ip := append(net.IP(nil), n.IP...)
+	ip[len(ip)-1] |= 7
+	return ip.String()
 }

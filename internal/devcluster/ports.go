@@ -15,7 +15,7 @@ const loopback = "127.0.0.1"
 // port.
 type plan struct {
 	controller, etcdClient, etcdPeer string
-	schedGRPC, schedDNS              string
+	schedGRPC, schedDNS, schedGossip string
 	originHTTP, originHTTPS          string
 	nodeHTTP, nodeHTTPS              []string
 }
@@ -40,6 +40,7 @@ func makePlan(cfg *Config) *plan {
 		etcdPeer:    base(offEtcdPeer),
 		schedGRPC:   base(offSchedGRPC),
 		schedDNS:    base(offSchedDNS),
+		schedGossip: base(offSchedGossip),
 		originHTTP:  base(offOriginHTTP),
 		originHTTPS: base(offOriginHTTPS),
 	}
@@ -58,6 +59,8 @@ func (p *plan) listeners() []listener {
 		{"scheduler gRPC", p.schedGRPC, "--base-port", false},
 		{"scheduler DNS (TCP)", p.schedDNS, "--base-port", false},
 		{"scheduler DNS (UDP)", p.schedDNS, "--base-port", true},
+		{"scheduler gossip (TCP)", p.schedGossip, "--base-port", false},
+		{"scheduler gossip (UDP)", p.schedGossip, "--base-port", true},
 		{"demo origin HTTP", p.originHTTP, "--base-port", false},
 		{"demo origin HTTPS", p.originHTTPS, "--base-port", false},
 	}
@@ -71,8 +74,9 @@ func (p *plan) listeners() []listener {
 
 // check fails, naming the port and the flag that moves it, when an address
 // cannot be bound. Free-port addresses (port 0) are checked for the host
-// only. Node ports left at 0 are resolved to free ports now, because a node
-// does not report where it listens.
+// only. Node ports and the scheduler's gossip port left at 0 are resolved
+// to free ports now: nodes do not report where they listen, and they join
+// the scheduler's gossip before it may have started.
 func (p *plan) check() error {
 	for _, l := range p.listeners() {
 		host, port, err := net.SplitHostPort(l.addr)
@@ -112,6 +116,9 @@ func (p *plan) check() error {
 		held = append(held, ln)
 		*addr = ln.Addr().String()
 		return nil
+	}
+	if err := pick(&p.schedGossip); err != nil {
+		return err
 	}
 	for i := range p.nodeHTTP {
 		if err := pick(&p.nodeHTTP[i]); err != nil {

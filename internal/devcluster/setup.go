@@ -112,6 +112,9 @@ func runSetup(ctx context.Context, dir, controllerAddr, opToken string, o *origi
 		return nil, fmt.Errorf("demo account: %s", apierr.Describe(err))
 	}
 
+	if err := ensureGossipKeyring(ctx, outpostv1.NewNodeServiceClient(op), log); err != nil {
+		return nil, err
+	}
 	s := &setup{}
 	if s.demoToken, err = ensureToken(ctx, accounts, controllerAddr, filepath.Join(dir, demoTokenFile),
 		DemoAccount, outpostv1.Role_ROLE_ADMIN, "make dev: demo account admin", log); err != nil {
@@ -125,6 +128,41 @@ func runSetup(ctx context.Context, dir, controllerAddr, opToken string, o *origi
 		return nil, err
 	}
 	return s, nil
+}
+
+// ensureGossipKeyring sets a random gossip keyring on the controller unless
+// one is set: the edge nodes and the scheduler take it from there, so the
+// dev cluster's gossip is encrypted as a production one should be.
+func ensureGossipKeyring(ctx context.Context, nodes outpostv1.NodeServiceClient, log *slog.Logger) error {
+	kr, err := nodes.GetGossipKeyring(ctx, &outpostv1.GetGossipKeyringRequest{})
+	if err != nil {
+		return fmt.Errorf("gossip keyring: %s", apierr.Describe(err))
+	}
+	if len(kr.GetFingerprints()) > 0 {
+		return nil
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	set, err := nodes.SetGossipKeyring(ctx, &outpostv1.SetGossipKeyringRequest{Keys: [][]byte{key}})
+	if err != nil {
+		return fmt.Errorf("gossip keyring: %s", apierr.Describe(err))
+	}
+	log.Info("set a gossip keyring on the controller", "fingerprints", set.GetFingerprints())
+	// The scheduler and the nodes start next: their first config must
+	// carry the keyring, or they would gossip unencrypted until a restart.
+	for {
+		l, err := nodes.ListNodes(ctx, &outpostv1.ListNodesRequest{})
+		if err == nil && l.GetCurrentRevision() >= set.GetRevision() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("gossip keyring: the controller did not stream revision %d: %w", set.GetRevision(), ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // ensureToken returns the token kept in path if it still authenticates with

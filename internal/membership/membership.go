@@ -2,11 +2,13 @@
 // hashicorp/memberlist: encrypted (AES-GCM keyring) and labelled gossip,
 // each member's routing metadata (Meta), and a rejoin loop, because plain
 // memberlist forgets peers it declared dead and never rejoins them after a
-// partition heals.
+// partition heals. Gossip keys rotate at run time (Member.SetKeys, or a
+// watched keyring file, Config.KeyFile) without membership flaps.
 package membership
 
 import (
 	"bufio"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -81,8 +83,24 @@ type Config struct {
 	// Keys encrypt gossip (AES-GCM; 16, 24 or 32 bytes each); the first is
 	// used to encrypt, all are tried to decrypt, so keys rotate without
 	// membership flaps: add the new key everywhere, make it first, then
-	// remove the old one. Empty means no encryption (tests only).
+	// remove the old one (see Member.SetKeys). Empty, with no KeyFile,
+	// means no encryption (tests only), which cannot be turned on later
+	// without a restart.
 	Keys [][]byte
+	// KeyFile is a keyring file (format of LoadKeys) that is watched: when
+	// Keys is empty, Start reads the keys from it (an unreadable or bad
+	// file is then an error), and whenever its content changes afterwards
+	// the new keys are applied with SetKeys, so keys rotate by rewriting
+	// the file on every member, one step at a time. Replace the file
+	// atomically (write a new one and rename it over the old), or a
+	// half-written file may be read. A file that cannot be read or parsed
+	// after Start is logged, without key material, and ignored: the
+	// current keys stay. When Keys is also set, Keys are used at Start and
+	// the file's keys replace them at its first read.
+	KeyFile string
+	// KeyFileInterval is how often KeyFile is read to see whether it
+	// changed. Default 5s.
+	KeyFileInterval time.Duration
 	// Label is the cluster label; members with another label cannot join.
 	Label string
 	// Meta returns this member's metadata; it is called on every gossip
@@ -92,7 +110,23 @@ type Config struct {
 	// Default 10s.
 	RejoinInterval time.Duration
 	// Fast uses memberlist's local-network timings (tests).
-	Fast   bool
+	Fast bool
+	// Transport, optional, carries gossip instead of the UDP and TCP
+	// transport memberlist creates on BindAddr: tests wrap
+	// memberlist.NetTransport in it to cut the network, and unusual
+	// networks may bring their own. It must be listening already: BindAddr
+	// is then ignored, and the member advertises what the transport's
+	// FinalAdvertiseAddr returns for AdvertiseAddr (empty: the transport's
+	// own address). The member shuts the transport down with itself; if
+	// Start fails, the caller shuts it down.
+	Transport memberlist.NodeAwareTransport
+	// Tune, optional, adjusts memberlist's configuration last, just before
+	// memberlist is created: for tests and unusual networks (timings such
+	// as ProbeInterval, SuspicionMult or GossipToTheDeadTime). It may wrap
+	// Delegate and Events, but the wrappers must call the ones it found
+	// (the rejoin loop and metadata depend on them), and it must not
+	// replace Keyring, Transport, Name or the addresses.
+	Tune   func(*memberlist.Config)
 	Logger *slog.Logger
 }
 
@@ -144,15 +178,34 @@ type Member struct {
 	stop chan struct{}
 	wg   sync.WaitGroup
 
+	// keyring is memberlist's, nil when gossip is not encrypted; keyMu
+	// serializes changes to it (see SetKeys).
+	keyring *memberlist.Keyring
+	keyMu   sync.Mutex
+
+	// mu guards seen and live, which the events delegate keeps: memberlist
+	// rewrites the Nodes that Members returns in place, under a lock of
+	// its own that is held only while it calls the events delegate
+	// (hashicorp/memberlist#306), so their fields are read there only.
 	mu   sync.Mutex
-	seen map[string]string // name → address of every member ever seen
+	seen map[string]string   // name → address of every member ever seen
+	live map[string]livePeer // name → every member not dead or left, this one included
+}
+
+// livePeer is a member in Member.live.
+type livePeer struct {
+	Peer
+	metaOK bool // Meta decoded
 }
 
 // Peer is another member as gossip knows it.
 type Peer struct {
-	Name  string
-	Addr  string
-	Meta  Meta
+	Name string
+	Addr string
+	Meta Meta
+	// Alive is true for every member Peers returns: memberlist keeps a
+	// suspected member alive until it is declared dead, and then Peers
+	// leaves it out.
 	Alive bool
 }
 
@@ -168,44 +221,81 @@ func Start(cfg Config) (*Member, error) {
 	if cfg.RejoinInterval <= 0 {
 		cfg.RejoinInterval = 10 * time.Second
 	}
-	host, portText, err := net.SplitHostPort(cfg.BindAddr)
-	if err != nil {
-		return nil, fmt.Errorf("gossip address: %w", err)
+	if cfg.KeyFileInterval <= 0 {
+		cfg.KeyFileInterval = 5 * time.Second
 	}
-	port, _ := strconv.Atoi(portText)
 	mc := memberlist.DefaultLANConfig()
 	if cfg.Fast {
 		mc = memberlist.DefaultLocalConfig()
 	}
 	mc.Name = cfg.Name
-	mc.BindAddr, mc.BindPort = host, port
+	var adHost string
+	var adPort int
 	if cfg.AdvertiseAddr != "" {
 		ah, ap, err := net.SplitHostPort(cfg.AdvertiseAddr)
 		if err != nil {
 			return nil, fmt.Errorf("gossip advertise address: %w", err)
 		}
-		mc.AdvertiseAddr = ah
-		mc.AdvertisePort, _ = strconv.Atoi(ap)
+		adHost = ah
+		adPort, _ = strconv.Atoi(ap)
+	}
+	if cfg.Transport != nil {
+		// memberlist takes the port of join addresses without one, and of
+		// some messages, from BindPort: keep it the advertised one.
+		ip, port, err := cfg.Transport.FinalAdvertiseAddr(adHost, adPort)
+		if err != nil {
+			return nil, fmt.Errorf("gossip transport address: %w", err)
+		}
+		mc.Transport = cfg.Transport
+		mc.BindAddr, mc.BindPort = ip.String(), port
+		mc.AdvertiseAddr, mc.AdvertisePort = ip.String(), port
+	} else {
+		host, portText, err := net.SplitHostPort(cfg.BindAddr)
+		if err != nil {
+			return nil, fmt.Errorf("gossip address: %w", err)
+		}
+		port, _ := strconv.Atoi(portText)
+		mc.BindAddr, mc.BindPort = host, port
+		mc.AdvertiseAddr, mc.AdvertisePort = adHost, adPort
 	}
 	mc.Label = cfg.Label
-	if len(cfg.Keys) > 0 {
-		kr, err := memberlist.NewKeyring(cfg.Keys, cfg.Keys[0])
+	keys := cfg.Keys
+	var keyFileHash [sha256.Size]byte
+	if cfg.KeyFile != "" && len(keys) == 0 {
+		var err error
+		if keys, keyFileHash, err = readKeyFile(cfg.KeyFile); err != nil {
+			return nil, err
+		}
+	}
+	if len(keys) > 0 {
+		kr, err := memberlist.NewKeyring(keys, keys[0])
 		if err != nil {
 			return nil, fmt.Errorf("gossip keyring: %w", err)
 		}
 		mc.Keyring = kr
 		mc.GossipVerifyIncoming, mc.GossipVerifyOutgoing = true, true
 	}
-	m := &Member{cfg: cfg, log: cfg.Logger.With("gossip", cfg.Name), stop: make(chan struct{}), seen: map[string]string{}}
+	m := &Member{cfg: cfg, log: cfg.Logger.With("gossip", cfg.Name), stop: make(chan struct{}), seen: map[string]string{}, live: map[string]livePeer{}}
 	mc.Delegate = &delegate{m: m}
 	mc.Events = &events{m: m}
 	mc.Logger = log.New(&slogWriter{log: m.log}, "", 0)
+	if cfg.Tune != nil {
+		cfg.Tune(mc)
+	}
+	var err error
 	if m.ml, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("gossip: %w", err)
+	}
+	if mc.EncryptionEnabled() {
+		m.keyring = mc.Keyring
 	}
 	m.join()
 	m.wg.Add(1)
 	go m.rejoinLoop()
+	if cfg.KeyFile != "" {
+		m.wg.Add(1)
+		go m.watchKeyFile(keyFileHash)
+	}
 	return m, nil
 }
 
@@ -216,16 +306,17 @@ func (m *Member) Addr() string {
 }
 
 // Peers returns every member gossip knows alive, this one included, by
-// name.
+// name; members whose metadata does not decode are left out. It is safe
+// for concurrent use with gossip.
 func (m *Member) Peers() []Peer {
-	var out []Peer
-	for _, n := range m.ml.Members() {
-		meta, err := DecodeMeta(n.Meta)
-		if err != nil {
-			continue
+	m.mu.Lock()
+	out := make([]Peer, 0, len(m.live))
+	for _, p := range m.live {
+		if p.metaOK {
+			out = append(out, p.Peer)
 		}
-		out = append(out, Peer{Name: n.Name, Addr: n.Address(), Meta: meta, Alive: n.State == memberlist.StateAlive})
 	}
+	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -245,19 +336,22 @@ func (m *Member) Close() {
 	_ = m.ml.Shutdown()
 }
 
+// Shutdown stops gossiping without announcing a leave, as a crash would:
+// the others find this member failed after memberlist's suspicion timeout.
+// Use Close to leave gracefully.
+func (m *Member) Shutdown() {
+	close(m.stop)
+	m.wg.Wait()
+	_ = m.ml.Shutdown()
+}
+
 // join contacts the configured addresses and every member seen before
 // that is not alive now.
 func (m *Member) join() {
-	alive := map[string]bool{}
-	for _, n := range m.ml.Members() {
-		if n.State == memberlist.StateAlive {
-			alive[n.Name] = true
-		}
-	}
 	targets := append([]string(nil), m.cfg.Join...)
 	m.mu.Lock()
 	for name, addr := range m.seen {
-		if !alive[name] && name != m.cfg.Name {
+		if _, ok := m.live[name]; !ok && name != m.cfg.Name {
 			targets = append(targets, addr)
 		}
 	}
@@ -290,23 +384,19 @@ func (m *Member) rejoinLoop() {
 // missing reports whether a configured or previously seen member is not
 // alive.
 func (m *Member) missing() bool {
-	alive := map[string]bool{}
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	addrs := map[string]bool{}
-	for _, n := range m.ml.Members() {
-		if n.State == memberlist.StateAlive {
-			alive[n.Name] = true
-			addrs[n.Address()] = true
-		}
+	for _, p := range m.live {
+		addrs[p.Addr] = true
 	}
 	for _, a := range m.cfg.Join {
 		if !addrs[a] {
 			return true
 		}
 	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
 	for name := range m.seen {
-		if !alive[name] {
+		if _, ok := m.live[name]; !ok {
 			return true
 		}
 	}
@@ -334,30 +424,41 @@ func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
 
-// events remembers every member seen, for the rejoin loop.
+// events keeps the members alive now, for Peers, and every member seen,
+// for the rejoin loop. memberlist calls it with its node lock held, the
+// only time n's fields are safe to read: it copies what it needs.
 type events struct{ m *Member }
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
-	e.m.mu.Lock()
-	e.m.seen[n.Name] = n.Address()
-	e.m.mu.Unlock()
-	e.m.log.Debug("member joined", "member", n.Name, "addr", n.Address())
+	addr := e.set(n)
+	e.m.log.Debug("member joined", "member", n.Name, "addr", addr)
 }
 
 func (e *events) NotifyLeave(n *memberlist.Node) {
+	e.m.mu.Lock()
+	delete(e.m.live, n.Name)
+	// Left on purpose: do not try to bring it back. (memberlist v0.7.0
+	// never sets Node.State, so this does not happen: a member that left
+	// cannot be told here from one that failed, and the rejoin loop keeps
+	// trying both.)
 	if n.State == memberlist.StateLeft {
-		// Left on purpose: do not try to bring it back.
-		e.m.mu.Lock()
 		delete(e.m.seen, n.Name)
-		e.m.mu.Unlock()
 	}
-	e.m.log.Debug("member left or failed", "member", n.Name, "state", n.State)
+	e.m.mu.Unlock()
+	e.m.log.Debug("member left or failed", "member", n.Name)
 }
 
-func (e *events) NotifyUpdate(n *memberlist.Node) {
+func (e *events) NotifyUpdate(n *memberlist.Node) { e.set(n) }
+
+// set records n alive, returning its address.
+func (e *events) set(n *memberlist.Node) string {
+	addr := n.Address()
+	meta, err := DecodeMeta(n.Meta)
 	e.m.mu.Lock()
-	e.m.seen[n.Name] = n.Address()
+	e.m.seen[n.Name] = addr
+	e.m.live[n.Name] = livePeer{Peer{Name: n.Name, Addr: addr, Meta: meta, Alive: true}, err == nil}
 	e.m.mu.Unlock()
+	return addr
 }
 
 // slogWriter routes memberlist's log lines to slog at debug level (it logs
@@ -375,15 +476,26 @@ type Options struct {
 	Addr string
 	// Join are gossip addresses of members to join.
 	Join []string
-	// Keys encrypt gossip (see Config.Keys).
+	// Keys encrypt gossip (see Config.Keys), for callers that hold the
+	// keys themselves; operators give a KeyFile instead.
 	Keys [][]byte
+	// KeyFile is a keyring file, read at start and watched for changes
+	// (see Config.KeyFile).
+	KeyFile string
 	// Label is the cluster label.
 	Label string
+
+	// envErr is what RegisterFlags found wrong in the environment, for
+	// Validate.
+	envErr error
 }
 
 // RegisterFlags binds the options to -gossip, -gossip-join,
 // -gossip-keyring and -gossip-label, with OUTPOST_GOSSIP_* environment
-// defaults.
+// defaults. -gossip-keyring PATH (or OUTPOST_GOSSIP_KEYRING) sets KeyFile;
+// the file is checked now: a bad one given by flag fails flag parsing, one
+// given by the environment is reported by Validate (flag.FlagSet cannot
+// fail on a default), unless the flag overrides it.
 func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Addr, "gossip", os.Getenv("OUTPOST_GOSSIP_ADDR"), "gossip (memberlist) host:port; empty disables (env OUTPOST_GOSSIP_ADDR)")
 	o.Join = splitList(os.Getenv("OUTPOST_GOSSIP_JOIN"))
@@ -391,14 +503,20 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 		o.Join = splitList(s)
 		return nil
 	})
-	fs.Func("gossip-keyring", "file of base64 gossip keys, one per line, the first primary (env OUTPOST_GOSSIP_KEYRING)", func(path string) error {
-		keys, err := LoadKeys(path)
-		o.Keys = keys
-		return err
-	})
+	o.envErr = nil
 	if path := os.Getenv("OUTPOST_GOSSIP_KEYRING"); path != "" {
-		o.Keys, _ = LoadKeys(path)
+		o.KeyFile = path
+		if _, err := LoadKeys(path); err != nil {
+			o.envErr = fmt.Errorf("OUTPOST_GOSSIP_KEYRING: %w", err)
+		}
 	}
+	fs.Func("gossip-keyring", "file of base64 gossip keys, one per line, the first primary; re-read when it changes (env OUTPOST_GOSSIP_KEYRING)", func(path string) error {
+		if _, err := LoadKeys(path); err != nil {
+			return err
+		}
+		o.KeyFile, o.envErr = path, nil
+		return nil
+	})
 	label := os.Getenv("OUTPOST_GOSSIP_LABEL")
 	if label == "" {
 		label = "outpost"
@@ -406,9 +524,25 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.Label, "gossip-label", label, "gossip cluster label; members with another label cannot join (env OUTPOST_GOSSIP_LABEL)")
 }
 
+// Validate reports options that cannot work: a keyring file from
+// OUTPOST_GOSSIP_KEYRING that RegisterFlags could not use, or Keys of the
+// wrong size. Call it after parsing the flags. (Start would fail on such a
+// keyring file too, later.)
+func (o Options) Validate() error {
+	if o.envErr != nil {
+		return o.envErr
+	}
+	if len(o.Keys) > 0 {
+		if _, err := checkKeys(o.Keys); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Config returns a member configuration with these options.
 func (o Options) Config(name string, meta func() Meta, log *slog.Logger) Config {
-	return Config{Name: name, BindAddr: o.Addr, Join: o.Join, Keys: o.Keys, Label: o.Label, Meta: meta, Logger: log}
+	return Config{Name: name, BindAddr: o.Addr, Join: o.Join, Keys: o.Keys, KeyFile: o.KeyFile, Label: o.Label, Meta: meta, Logger: log}
 }
 
 func splitList(s string) []string {
