@@ -11,6 +11,8 @@ package outpostv1
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -221,8 +223,14 @@ func (x *GetCertificateResponse) GetCertificate() *Certificate {
 type ListCertificatesRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// 0 means 100, more than 1000 means 1000.
-	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
-	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	PageSize  int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Filters, all optional: a substring of the name (case-insensitive); a
+	// name the certificate covers (exactly, or through its wildcard); the
+	// state as of now.
+	NameContains  string           `protobuf:"bytes,3,opt,name=name_contains,json=nameContains,proto3" json:"name_contains,omitempty"`
+	Covers        string           `protobuf:"bytes,4,opt,name=covers,proto3" json:"covers,omitempty"`
+	State         CertificateState `protobuf:"varint,5,opt,name=state,proto3,enum=outpost.v1.CertificateState" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -269,6 +277,27 @@ func (x *ListCertificatesRequest) GetPageToken() string {
 		return x.PageToken
 	}
 	return ""
+}
+
+func (x *ListCertificatesRequest) GetNameContains() string {
+	if x != nil {
+		return x.NameContains
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetCovers() string {
+	if x != nil {
+		return x.Covers
+	}
+	return ""
+}
+
+func (x *ListCertificatesRequest) GetState() CertificateState {
+	if x != nil {
+		return x.State
+	}
+	return CertificateState_CERTIFICATE_STATE_UNSPECIFIED
 }
 
 type ListCertificatesResponse struct {
@@ -403,12 +432,1393 @@ func (*DeleteCertificateResponse) Descriptor() ([]byte, []int) {
 	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{7}
 }
 
+type DeployCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// Names of the account's domains, at most 10,000.
+	Domains       []string `protobuf:"bytes,2,rep,name=domains,proto3" json:"domains,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployCertificateRequest) Reset() {
+	*x = DeployCertificateRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployCertificateRequest) ProtoMessage() {}
+
+func (x *DeployCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployCertificateRequest.ProtoReflect.Descriptor instead.
+func (*DeployCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *DeployCertificateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *DeployCertificateRequest) GetDomains() []string {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
+}
+
+// DeployResult is what happened to one domain of a deployment.
+type DeployResult struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Domain   string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	Deployed bool                   `protobuf:"varint,2,opt,name=deployed,proto3" json:"deployed,omitempty"`
+	// Why not, when not deployed: a reason of the API (DomainNotFound,
+	// CertificateDomainMismatch, ...) and a message for people.
+	Reason        string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployResult) Reset() {
+	*x = DeployResult{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployResult) ProtoMessage() {}
+
+func (x *DeployResult) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployResult.ProtoReflect.Descriptor instead.
+func (*DeployResult) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *DeployResult) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *DeployResult) GetDeployed() bool {
+	if x != nil {
+		return x.Deployed
+	}
+	return false
+}
+
+func (x *DeployResult) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DeployResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+type DeployCertificateResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested domain, in request order.
+	Results []*DeployResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	// The config revision that carries the deployment (0 when nothing was
+	// deployed); a node has it when its applied_revision reaches it.
+	Revision      int64 `protobuf:"varint,2,opt,name=revision,proto3" json:"revision,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeployCertificateResponse) Reset() {
+	*x = DeployCertificateResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeployCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeployCertificateResponse) ProtoMessage() {}
+
+func (x *DeployCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeployCertificateResponse.ProtoReflect.Descriptor instead.
+func (*DeployCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeployCertificateResponse) GetResults() []*DeployResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+func (x *DeployCertificateResponse) GetRevision() int64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
+type RenewCertificateRequest struct {
+	state          protoimpl.MessageState `protogen:"open.v1"`
+	Id             string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	CertificatePem string                 `protobuf:"bytes,2,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// Empty keeps the current key (a renewal of the same key, as a CSR's).
+	PrivateKeyPem string `protobuf:"bytes,3,opt,name=private_key_pem,json=privateKeyPem,proto3" json:"private_key_pem,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *RenewCertificateRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *RenewCertificateRequest) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+func (x *RenewCertificateRequest) GetPrivateKeyPem() string {
+	if x != nil {
+		return x.PrivateKeyPem
+	}
+	return ""
+}
+
+type RenewCertificateResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Certificate *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// The domains that moved to the new version.
+	Domains       []string `protobuf:"bytes,2,rep,name=domains,proto3" json:"domains,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetDomains() []string {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
+}
+
+type ListCertificateDomainsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificateDomainsRequest) Reset() {
+	*x = ListCertificateDomainsRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificateDomainsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificateDomainsRequest) ProtoMessage() {}
+
+func (x *ListCertificateDomainsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificateDomainsRequest.ProtoReflect.Descriptor instead.
+func (*ListCertificateDomainsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListCertificateDomainsRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type ListCertificateDomainsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domains       []string               `protobuf:"bytes,1,rep,name=domains,proto3" json:"domains,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCertificateDomainsResponse) Reset() {
+	*x = ListCertificateDomainsResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCertificateDomainsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCertificateDomainsResponse) ProtoMessage() {}
+
+func (x *ListCertificateDomainsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCertificateDomainsResponse.ProtoReflect.Descriptor instead.
+func (*ListCertificateDomainsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListCertificateDomainsResponse) GetDomains() []string {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
+}
+
+type ListHttpsDomainsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 0 means 100, more than 1000 means 1000.
+	PageSize      int32  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHttpsDomainsRequest) Reset() {
+	*x = ListHttpsDomainsRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHttpsDomainsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHttpsDomainsRequest) ProtoMessage() {}
+
+func (x *ListHttpsDomainsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHttpsDomainsRequest.ProtoReflect.Descriptor instead.
+func (*ListHttpsDomainsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *ListHttpsDomainsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListHttpsDomainsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+// DomainCertificateInfo is the certificate a domain serves, as of now.
+type DomainCertificateInfo struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Domain          string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	HttpsEnabled    bool                   `protobuf:"varint,2,opt,name=https_enabled,json=httpsEnabled,proto3" json:"https_enabled,omitempty"`
+	CertificateId   string                 `protobuf:"bytes,3,opt,name=certificate_id,json=certificateId,proto3" json:"certificate_id,omitempty"`
+	CertificateName string                 `protobuf:"bytes,4,opt,name=certificate_name,json=certificateName,proto3" json:"certificate_name,omitempty"`
+	CommonName      string                 `protobuf:"bytes,5,opt,name=common_name,json=commonName,proto3" json:"common_name,omitempty"`
+	DnsNames        []string               `protobuf:"bytes,6,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	Issuer          string                 `protobuf:"bytes,7,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	NotBefore       *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=not_before,json=notBefore,proto3" json:"not_before,omitempty"`
+	NotAfter        *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=not_after,json=notAfter,proto3" json:"not_after,omitempty"`
+	State           CertificateState       `protobuf:"varint,10,opt,name=state,proto3,enum=outpost.v1.CertificateState" json:"state,omitempty"`
+	// Until not_after; negative once expired.
+	Remaining  *durationpb.Duration `protobuf:"bytes,11,opt,name=remaining,proto3" json:"remaining,omitempty"`
+	ChainTrust ChainTrust           `protobuf:"varint,12,opt,name=chain_trust,json=chainTrust,proto3,enum=outpost.v1.ChainTrust" json:"chain_trust,omitempty"`
+	Source     CertificateSource    `protobuf:"varint,13,opt,name=source,proto3,enum=outpost.v1.CertificateSource" json:"source,omitempty"`
+	// The free certificate's progress, for a domain that asked for one.
+	Free          *FreeCertificate `protobuf:"bytes,14,opt,name=free,proto3" json:"free,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DomainCertificateInfo) Reset() {
+	*x = DomainCertificateInfo{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DomainCertificateInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DomainCertificateInfo) ProtoMessage() {}
+
+func (x *DomainCertificateInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DomainCertificateInfo.ProtoReflect.Descriptor instead.
+func (*DomainCertificateInfo) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *DomainCertificateInfo) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *DomainCertificateInfo) GetHttpsEnabled() bool {
+	if x != nil {
+		return x.HttpsEnabled
+	}
+	return false
+}
+
+func (x *DomainCertificateInfo) GetCertificateId() string {
+	if x != nil {
+		return x.CertificateId
+	}
+	return ""
+}
+
+func (x *DomainCertificateInfo) GetCertificateName() string {
+	if x != nil {
+		return x.CertificateName
+	}
+	return ""
+}
+
+func (x *DomainCertificateInfo) GetCommonName() string {
+	if x != nil {
+		return x.CommonName
+	}
+	return ""
+}
+
+func (x *DomainCertificateInfo) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
+}
+
+func (x *DomainCertificateInfo) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *DomainCertificateInfo) GetNotBefore() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotBefore
+	}
+	return nil
+}
+
+func (x *DomainCertificateInfo) GetNotAfter() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NotAfter
+	}
+	return nil
+}
+
+func (x *DomainCertificateInfo) GetState() CertificateState {
+	if x != nil {
+		return x.State
+	}
+	return CertificateState_CERTIFICATE_STATE_UNSPECIFIED
+}
+
+func (x *DomainCertificateInfo) GetRemaining() *durationpb.Duration {
+	if x != nil {
+		return x.Remaining
+	}
+	return nil
+}
+
+func (x *DomainCertificateInfo) GetChainTrust() ChainTrust {
+	if x != nil {
+		return x.ChainTrust
+	}
+	return ChainTrust_CHAIN_TRUST_UNSPECIFIED
+}
+
+func (x *DomainCertificateInfo) GetSource() CertificateSource {
+	if x != nil {
+		return x.Source
+	}
+	return CertificateSource_CERTIFICATE_SOURCE_UNSPECIFIED
+}
+
+func (x *DomainCertificateInfo) GetFree() *FreeCertificate {
+	if x != nil {
+		return x.Free
+	}
+	return nil
+}
+
+type ListHttpsDomainsResponse struct {
+	state         protoimpl.MessageState   `protogen:"open.v1"`
+	Domains       []*DomainCertificateInfo `protobuf:"bytes,1,rep,name=domains,proto3" json:"domains,omitempty"`
+	NextPageToken string                   `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListHttpsDomainsResponse) Reset() {
+	*x = ListHttpsDomainsResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListHttpsDomainsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListHttpsDomainsResponse) ProtoMessage() {}
+
+func (x *ListHttpsDomainsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListHttpsDomainsResponse.ProtoReflect.Descriptor instead.
+func (*ListHttpsDomainsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListHttpsDomainsResponse) GetDomains() []*DomainCertificateInfo {
+	if x != nil {
+		return x.Domains
+	}
+	return nil
+}
+
+func (x *ListHttpsDomainsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetDomainCertificateInfoRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Domain        string                 `protobuf:"bytes,1,opt,name=domain,proto3" json:"domain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDomainCertificateInfoRequest) Reset() {
+	*x = GetDomainCertificateInfoRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDomainCertificateInfoRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDomainCertificateInfoRequest) ProtoMessage() {}
+
+func (x *GetDomainCertificateInfoRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDomainCertificateInfoRequest.ProtoReflect.Descriptor instead.
+func (*GetDomainCertificateInfoRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetDomainCertificateInfoRequest) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+type GetDomainCertificateInfoResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Info          *DomainCertificateInfo `protobuf:"bytes,1,opt,name=info,proto3" json:"info,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDomainCertificateInfoResponse) Reset() {
+	*x = GetDomainCertificateInfoResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDomainCertificateInfoResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDomainCertificateInfoResponse) ProtoMessage() {}
+
+func (x *GetDomainCertificateInfoResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDomainCertificateInfoResponse.ProtoReflect.Descriptor instead.
+func (*GetDomainCertificateInfoResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetDomainCertificateInfoResponse) GetInfo() *DomainCertificateInfo {
+	if x != nil {
+		return x.Info
+	}
+	return nil
+}
+
+type GetCertificateStatsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCertificateStatsRequest) Reset() {
+	*x = GetCertificateStatsRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertificateStatsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertificateStatsRequest) ProtoMessage() {}
+
+func (x *GetCertificateStatsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertificateStatsRequest.ProtoReflect.Descriptor instead.
+func (*GetCertificateStatsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{20}
+}
+
+type GetCertificateStatsResponse struct {
+	state               protoimpl.MessageState `protogen:"open.v1"`
+	Certificates        uint32                 `protobuf:"varint,1,opt,name=certificates,proto3" json:"certificates,omitempty"`
+	ExpiredCertificates uint32                 `protobuf:"varint,2,opt,name=expired_certificates,json=expiredCertificates,proto3" json:"expired_certificates,omitempty"`
+	// Expiring within 30 days, not yet expired.
+	ExpiringCertificates uint32 `protobuf:"varint,3,opt,name=expiring_certificates,json=expiringCertificates,proto3" json:"expiring_certificates,omitempty"`
+	// Domains serving an expired, or an expiring, certificate.
+	DomainsWithExpired  uint32 `protobuf:"varint,4,opt,name=domains_with_expired,json=domainsWithExpired,proto3" json:"domains_with_expired,omitempty"`
+	DomainsWithExpiring uint32 `protobuf:"varint,5,opt,name=domains_with_expiring,json=domainsWithExpiring,proto3" json:"domains_with_expiring,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *GetCertificateStatsResponse) Reset() {
+	*x = GetCertificateStatsResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCertificateStatsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCertificateStatsResponse) ProtoMessage() {}
+
+func (x *GetCertificateStatsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCertificateStatsResponse.ProtoReflect.Descriptor instead.
+func (*GetCertificateStatsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *GetCertificateStatsResponse) GetCertificates() uint32 {
+	if x != nil {
+		return x.Certificates
+	}
+	return 0
+}
+
+func (x *GetCertificateStatsResponse) GetExpiredCertificates() uint32 {
+	if x != nil {
+		return x.ExpiredCertificates
+	}
+	return 0
+}
+
+func (x *GetCertificateStatsResponse) GetExpiringCertificates() uint32 {
+	if x != nil {
+		return x.ExpiringCertificates
+	}
+	return 0
+}
+
+func (x *GetCertificateStatsResponse) GetDomainsWithExpired() uint32 {
+	if x != nil {
+		return x.DomainsWithExpired
+	}
+	return 0
+}
+
+func (x *GetCertificateStatsResponse) GetDomainsWithExpiring() uint32 {
+	if x != nil {
+		return x.DomainsWithExpiring
+	}
+	return 0
+}
+
+// Csr is a certificate signing request the controller made, with its key
+// kept sealed in etcd.
+type Csr struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Account string                 `protobuf:"bytes,2,opt,name=account,proto3" json:"account,omitempty"`
+	// A label for the certificate it becomes.
+	Name       string   `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	CommonName string   `protobuf:"bytes,4,opt,name=common_name,json=commonName,proto3" json:"common_name,omitempty"`
+	DnsNames   []string `protobuf:"bytes,5,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	KeyType    KeyType  `protobuf:"varint,6,opt,name=key_type,json=keyType,proto3,enum=outpost.v1.KeyType" json:"key_type,omitempty"`
+	// The PKCS#10 request, PEM.
+	CsrPem     string                 `protobuf:"bytes,7,opt,name=csr_pem,json=csrPem,proto3" json:"csr_pem,omitempty"`
+	CreateTime *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	// Set once completed: the certificate it became.
+	CertificateId string `protobuf:"bytes,9,opt,name=certificate_id,json=certificateId,proto3" json:"certificate_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Csr) Reset() {
+	*x = Csr{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Csr) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Csr) ProtoMessage() {}
+
+func (x *Csr) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Csr.ProtoReflect.Descriptor instead.
+func (*Csr) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *Csr) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Csr) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *Csr) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Csr) GetCommonName() string {
+	if x != nil {
+		return x.CommonName
+	}
+	return ""
+}
+
+func (x *Csr) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
+}
+
+func (x *Csr) GetKeyType() KeyType {
+	if x != nil {
+		return x.KeyType
+	}
+	return KeyType_KEY_TYPE_UNSPECIFIED
+}
+
+func (x *Csr) GetCsrPem() string {
+	if x != nil {
+		return x.CsrPem
+	}
+	return ""
+}
+
+func (x *Csr) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *Csr) GetCertificateId() string {
+	if x != nil {
+		return x.CertificateId
+	}
+	return ""
+}
+
+type CreateCsrRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The subject's common name; also the first SAN.
+	CommonName string `protobuf:"bytes,2,opt,name=common_name,json=commonName,proto3" json:"common_name,omitempty"`
+	// More names, wildcards allowed ("*.example.com").
+	DnsNames []string `protobuf:"bytes,3,rep,name=dns_names,json=dnsNames,proto3" json:"dns_names,omitempty"`
+	// KEY_TYPE_EC_P256 (the default), KEY_TYPE_RSA_2048 or KEY_TYPE_RSA_3072.
+	KeyType KeyType `protobuf:"varint,4,opt,name=key_type,json=keyType,proto3,enum=outpost.v1.KeyType" json:"key_type,omitempty"`
+	// Optional subject fields.
+	Organization  string `protobuf:"bytes,5,opt,name=organization,proto3" json:"organization,omitempty"`
+	Country       string `protobuf:"bytes,6,opt,name=country,proto3" json:"country,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCsrRequest) Reset() {
+	*x = CreateCsrRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCsrRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCsrRequest) ProtoMessage() {}
+
+func (x *CreateCsrRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCsrRequest.ProtoReflect.Descriptor instead.
+func (*CreateCsrRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *CreateCsrRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateCsrRequest) GetCommonName() string {
+	if x != nil {
+		return x.CommonName
+	}
+	return ""
+}
+
+func (x *CreateCsrRequest) GetDnsNames() []string {
+	if x != nil {
+		return x.DnsNames
+	}
+	return nil
+}
+
+func (x *CreateCsrRequest) GetKeyType() KeyType {
+	if x != nil {
+		return x.KeyType
+	}
+	return KeyType_KEY_TYPE_UNSPECIFIED
+}
+
+func (x *CreateCsrRequest) GetOrganization() string {
+	if x != nil {
+		return x.Organization
+	}
+	return ""
+}
+
+func (x *CreateCsrRequest) GetCountry() string {
+	if x != nil {
+		return x.Country
+	}
+	return ""
+}
+
+type CreateCsrResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           *Csr                   `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCsrResponse) Reset() {
+	*x = CreateCsrResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCsrResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCsrResponse) ProtoMessage() {}
+
+func (x *CreateCsrResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCsrResponse.ProtoReflect.Descriptor instead.
+func (*CreateCsrResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *CreateCsrResponse) GetCsr() *Csr {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type GetCsrRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCsrRequest) Reset() {
+	*x = GetCsrRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCsrRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCsrRequest) ProtoMessage() {}
+
+func (x *GetCsrRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCsrRequest.ProtoReflect.Descriptor instead.
+func (*GetCsrRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GetCsrRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type GetCsrResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           *Csr                   `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCsrResponse) Reset() {
+	*x = GetCsrResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCsrResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCsrResponse) ProtoMessage() {}
+
+func (x *GetCsrResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCsrResponse.ProtoReflect.Descriptor instead.
+func (*GetCsrResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetCsrResponse) GetCsr() *Csr {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type ListCsrsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	PageSize      int32                  `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	PageToken     string                 `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCsrsRequest) Reset() {
+	*x = ListCsrsRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCsrsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCsrsRequest) ProtoMessage() {}
+
+func (x *ListCsrsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCsrsRequest.ProtoReflect.Descriptor instead.
+func (*ListCsrsRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListCsrsRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListCsrsRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListCsrsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csrs          []*Csr                 `protobuf:"bytes,1,rep,name=csrs,proto3" json:"csrs,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListCsrsResponse) Reset() {
+	*x = ListCsrsResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListCsrsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListCsrsResponse) ProtoMessage() {}
+
+func (x *ListCsrsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListCsrsResponse.ProtoReflect.Descriptor instead.
+func (*ListCsrsResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ListCsrsResponse) GetCsrs() []*Csr {
+	if x != nil {
+		return x.Csrs
+	}
+	return nil
+}
+
+func (x *ListCsrsResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type CompleteCsrRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The signed chain, leaf first, PEM.
+	CertificatePem string `protobuf:"bytes,2,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *CompleteCsrRequest) Reset() {
+	*x = CompleteCsrRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteCsrRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteCsrRequest) ProtoMessage() {}
+
+func (x *CompleteCsrRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteCsrRequest.ProtoReflect.Descriptor instead.
+func (*CompleteCsrRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CompleteCsrRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *CompleteCsrRequest) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+type CompleteCsrResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   *Certificate           `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	Csr           *Csr                   `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteCsrResponse) Reset() {
+	*x = CompleteCsrResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteCsrResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteCsrResponse) ProtoMessage() {}
+
+func (x *CompleteCsrResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteCsrResponse.ProtoReflect.Descriptor instead.
+func (*CompleteCsrResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *CompleteCsrResponse) GetCertificate() *Certificate {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *CompleteCsrResponse) GetCsr() *Csr {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 var File_outpost_v1_certificate_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_certificate_proto_rawDesc = "" +
 	"\n" +
 	"\x1coutpost/v1/certificate.proto\x12\n" +
-	"outpost.v1\x1a\x16outpost/v1/types.proto\"\x7f\n" +
+	"outpost.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16outpost/v1/types.proto\"\x7f\n" +
 	"\x18UploadCertificateRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12&\n" +
@@ -418,22 +1828,134 @@ const file_outpost_v1_certificate_proto_rawDesc = "" +
 	"\x15GetCertificateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"S\n" +
 	"\x16GetCertificateResponse\x129\n" +
-	"\vcertificate\x18\x01 \x01(\v2\x17.outpost.v1.CertificateR\vcertificate\"U\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x17.outpost.v1.CertificateR\vcertificate\"\xc6\x01\n" +
 	"\x17ListCertificatesRequest\x12\x1b\n" +
 	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x02 \x01(\tR\tpageToken\"\x7f\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12#\n" +
+	"\rname_contains\x18\x03 \x01(\tR\fnameContains\x12\x16\n" +
+	"\x06covers\x18\x04 \x01(\tR\x06covers\x122\n" +
+	"\x05state\x18\x05 \x01(\x0e2\x1c.outpost.v1.CertificateStateR\x05state\"\x7f\n" +
 	"\x18ListCertificatesResponse\x12;\n" +
 	"\fcertificates\x18\x01 \x03(\v2\x17.outpost.v1.CertificateR\fcertificates\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"*\n" +
 	"\x18DeleteCertificateRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x1b\n" +
-	"\x19DeleteCertificateResponse2\x90\x03\n" +
+	"\x19DeleteCertificateResponse\"D\n" +
+	"\x18DeployCertificateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\adomains\x18\x02 \x03(\tR\adomains\"t\n" +
+	"\fDeployResult\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12\x1a\n" +
+	"\bdeployed\x18\x02 \x01(\bR\bdeployed\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"k\n" +
+	"\x19DeployCertificateResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.outpost.v1.DeployResultR\aresults\x12\x1a\n" +
+	"\brevision\x18\x02 \x01(\x03R\brevision\"z\n" +
+	"\x17RenewCertificateRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12&\n" +
+	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"o\n" +
+	"\x18RenewCertificateResponse\x129\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x17.outpost.v1.CertificateR\vcertificate\x12\x18\n" +
+	"\adomains\x18\x02 \x03(\tR\adomains\"/\n" +
+	"\x1dListCertificateDomainsRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\":\n" +
+	"\x1eListCertificateDomainsResponse\x12\x18\n" +
+	"\adomains\x18\x01 \x03(\tR\adomains\"U\n" +
+	"\x17ListHttpsDomainsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"\xfe\x04\n" +
+	"\x15DomainCertificateInfo\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\x12#\n" +
+	"\rhttps_enabled\x18\x02 \x01(\bR\fhttpsEnabled\x12%\n" +
+	"\x0ecertificate_id\x18\x03 \x01(\tR\rcertificateId\x12)\n" +
+	"\x10certificate_name\x18\x04 \x01(\tR\x0fcertificateName\x12\x1f\n" +
+	"\vcommon_name\x18\x05 \x01(\tR\n" +
+	"commonName\x12\x1b\n" +
+	"\tdns_names\x18\x06 \x03(\tR\bdnsNames\x12\x16\n" +
+	"\x06issuer\x18\a \x01(\tR\x06issuer\x129\n" +
+	"\n" +
+	"not_before\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tnotBefore\x127\n" +
+	"\tnot_after\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\bnotAfter\x122\n" +
+	"\x05state\x18\n" +
+	" \x01(\x0e2\x1c.outpost.v1.CertificateStateR\x05state\x127\n" +
+	"\tremaining\x18\v \x01(\v2\x19.google.protobuf.DurationR\tremaining\x127\n" +
+	"\vchain_trust\x18\f \x01(\x0e2\x16.outpost.v1.ChainTrustR\n" +
+	"chainTrust\x125\n" +
+	"\x06source\x18\r \x01(\x0e2\x1d.outpost.v1.CertificateSourceR\x06source\x12/\n" +
+	"\x04free\x18\x0e \x01(\v2\x1b.outpost.v1.FreeCertificateR\x04free\"\x7f\n" +
+	"\x18ListHttpsDomainsResponse\x12;\n" +
+	"\adomains\x18\x01 \x03(\v2!.outpost.v1.DomainCertificateInfoR\adomains\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"9\n" +
+	"\x1fGetDomainCertificateInfoRequest\x12\x16\n" +
+	"\x06domain\x18\x01 \x01(\tR\x06domain\"Y\n" +
+	" GetDomainCertificateInfoResponse\x125\n" +
+	"\x04info\x18\x01 \x01(\v2!.outpost.v1.DomainCertificateInfoR\x04info\"\x1c\n" +
+	"\x1aGetCertificateStatsRequest\"\x8f\x02\n" +
+	"\x1bGetCertificateStatsResponse\x12\"\n" +
+	"\fcertificates\x18\x01 \x01(\rR\fcertificates\x121\n" +
+	"\x14expired_certificates\x18\x02 \x01(\rR\x13expiredCertificates\x123\n" +
+	"\x15expiring_certificates\x18\x03 \x01(\rR\x14expiringCertificates\x120\n" +
+	"\x14domains_with_expired\x18\x04 \x01(\rR\x12domainsWithExpired\x122\n" +
+	"\x15domains_with_expiring\x18\x05 \x01(\rR\x13domainsWithExpiring\"\xae\x02\n" +
+	"\x03Csr\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
+	"\aaccount\x18\x02 \x01(\tR\aaccount\x12\x12\n" +
+	"\x04name\x18\x03 \x01(\tR\x04name\x12\x1f\n" +
+	"\vcommon_name\x18\x04 \x01(\tR\n" +
+	"commonName\x12\x1b\n" +
+	"\tdns_names\x18\x05 \x03(\tR\bdnsNames\x12.\n" +
+	"\bkey_type\x18\x06 \x01(\x0e2\x13.outpost.v1.KeyTypeR\akeyType\x12\x17\n" +
+	"\acsr_pem\x18\a \x01(\tR\x06csrPem\x12;\n" +
+	"\vcreate_time\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12%\n" +
+	"\x0ecertificate_id\x18\t \x01(\tR\rcertificateId\"\xd2\x01\n" +
+	"\x10CreateCsrRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1f\n" +
+	"\vcommon_name\x18\x02 \x01(\tR\n" +
+	"commonName\x12\x1b\n" +
+	"\tdns_names\x18\x03 \x03(\tR\bdnsNames\x12.\n" +
+	"\bkey_type\x18\x04 \x01(\x0e2\x13.outpost.v1.KeyTypeR\akeyType\x12\"\n" +
+	"\forganization\x18\x05 \x01(\tR\forganization\x12\x18\n" +
+	"\acountry\x18\x06 \x01(\tR\acountry\"6\n" +
+	"\x11CreateCsrResponse\x12!\n" +
+	"\x03csr\x18\x01 \x01(\v2\x0f.outpost.v1.CsrR\x03csr\"\x1f\n" +
+	"\rGetCsrRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"3\n" +
+	"\x0eGetCsrResponse\x12!\n" +
+	"\x03csr\x18\x01 \x01(\v2\x0f.outpost.v1.CsrR\x03csr\"M\n" +
+	"\x0fListCsrsRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\"_\n" +
+	"\x10ListCsrsResponse\x12#\n" +
+	"\x04csrs\x18\x01 \x03(\v2\x0f.outpost.v1.CsrR\x04csrs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"M\n" +
+	"\x12CompleteCsrRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
+	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\"s\n" +
+	"\x13CompleteCsrResponse\x129\n" +
+	"\vcertificate\x18\x01 \x01(\v2\x17.outpost.v1.CertificateR\vcertificate\x12!\n" +
+	"\x03csr\x18\x02 \x01(\v2\x0f.outpost.v1.CsrR\x03csr2\xa2\n" +
+	"\n" +
 	"\x12CertificateService\x12`\n" +
 	"\x11UploadCertificate\x12$.outpost.v1.UploadCertificateRequest\x1a%.outpost.v1.UploadCertificateResponse\x12W\n" +
 	"\x0eGetCertificate\x12!.outpost.v1.GetCertificateRequest\x1a\".outpost.v1.GetCertificateResponse\x12]\n" +
 	"\x10ListCertificates\x12#.outpost.v1.ListCertificatesRequest\x1a$.outpost.v1.ListCertificatesResponse\x12`\n" +
-	"\x11DeleteCertificate\x12$.outpost.v1.DeleteCertificateRequest\x1a%.outpost.v1.DeleteCertificateResponseB;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
+	"\x11DeleteCertificate\x12$.outpost.v1.DeleteCertificateRequest\x1a%.outpost.v1.DeleteCertificateResponse\x12`\n" +
+	"\x11DeployCertificate\x12$.outpost.v1.DeployCertificateRequest\x1a%.outpost.v1.DeployCertificateResponse\x12]\n" +
+	"\x10RenewCertificate\x12#.outpost.v1.RenewCertificateRequest\x1a$.outpost.v1.RenewCertificateResponse\x12o\n" +
+	"\x16ListCertificateDomains\x12).outpost.v1.ListCertificateDomainsRequest\x1a*.outpost.v1.ListCertificateDomainsResponse\x12]\n" +
+	"\x10ListHttpsDomains\x12#.outpost.v1.ListHttpsDomainsRequest\x1a$.outpost.v1.ListHttpsDomainsResponse\x12u\n" +
+	"\x18GetDomainCertificateInfo\x12+.outpost.v1.GetDomainCertificateInfoRequest\x1a,.outpost.v1.GetDomainCertificateInfoResponse\x12f\n" +
+	"\x13GetCertificateStats\x12&.outpost.v1.GetCertificateStatsRequest\x1a'.outpost.v1.GetCertificateStatsResponse\x12H\n" +
+	"\tCreateCsr\x12\x1c.outpost.v1.CreateCsrRequest\x1a\x1d.outpost.v1.CreateCsrResponse\x12?\n" +
+	"\x06GetCsr\x12\x19.outpost.v1.GetCsrRequest\x1a\x1a.outpost.v1.GetCsrResponse\x12E\n" +
+	"\bListCsrs\x12\x1b.outpost.v1.ListCsrsRequest\x1a\x1c.outpost.v1.ListCsrsResponse\x12N\n" +
+	"\vCompleteCsr\x12\x1e.outpost.v1.CompleteCsrRequest\x1a\x1f.outpost.v1.CompleteCsrResponseB;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_certificate_proto_rawDescOnce sync.Once
@@ -447,35 +1969,105 @@ func file_outpost_v1_certificate_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_certificate_proto_rawDescData
 }
 
-var file_outpost_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_outpost_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_outpost_v1_certificate_proto_goTypes = []any{
-	(*UploadCertificateRequest)(nil),  // 0: outpost.v1.UploadCertificateRequest
-	(*UploadCertificateResponse)(nil), // 1: outpost.v1.UploadCertificateResponse
-	(*GetCertificateRequest)(nil),     // 2: outpost.v1.GetCertificateRequest
-	(*GetCertificateResponse)(nil),    // 3: outpost.v1.GetCertificateResponse
-	(*ListCertificatesRequest)(nil),   // 4: outpost.v1.ListCertificatesRequest
-	(*ListCertificatesResponse)(nil),  // 5: outpost.v1.ListCertificatesResponse
-	(*DeleteCertificateRequest)(nil),  // 6: outpost.v1.DeleteCertificateRequest
-	(*DeleteCertificateResponse)(nil), // 7: outpost.v1.DeleteCertificateResponse
-	(*Certificate)(nil),               // 8: outpost.v1.Certificate
+	(*UploadCertificateRequest)(nil),         // 0: outpost.v1.UploadCertificateRequest
+	(*UploadCertificateResponse)(nil),        // 1: outpost.v1.UploadCertificateResponse
+	(*GetCertificateRequest)(nil),            // 2: outpost.v1.GetCertificateRequest
+	(*GetCertificateResponse)(nil),           // 3: outpost.v1.GetCertificateResponse
+	(*ListCertificatesRequest)(nil),          // 4: outpost.v1.ListCertificatesRequest
+	(*ListCertificatesResponse)(nil),         // 5: outpost.v1.ListCertificatesResponse
+	(*DeleteCertificateRequest)(nil),         // 6: outpost.v1.DeleteCertificateRequest
+	(*DeleteCertificateResponse)(nil),        // 7: outpost.v1.DeleteCertificateResponse
+	(*DeployCertificateRequest)(nil),         // 8: outpost.v1.DeployCertificateRequest
+	(*DeployResult)(nil),                     // 9: outpost.v1.DeployResult
+	(*DeployCertificateResponse)(nil),        // 10: outpost.v1.DeployCertificateResponse
+	(*RenewCertificateRequest)(nil),          // 11: outpost.v1.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil),         // 12: outpost.v1.RenewCertificateResponse
+	(*ListCertificateDomainsRequest)(nil),    // 13: outpost.v1.ListCertificateDomainsRequest
+	(*ListCertificateDomainsResponse)(nil),   // 14: outpost.v1.ListCertificateDomainsResponse
+	(*ListHttpsDomainsRequest)(nil),          // 15: outpost.v1.ListHttpsDomainsRequest
+	(*DomainCertificateInfo)(nil),            // 16: outpost.v1.DomainCertificateInfo
+	(*ListHttpsDomainsResponse)(nil),         // 17: outpost.v1.ListHttpsDomainsResponse
+	(*GetDomainCertificateInfoRequest)(nil),  // 18: outpost.v1.GetDomainCertificateInfoRequest
+	(*GetDomainCertificateInfoResponse)(nil), // 19: outpost.v1.GetDomainCertificateInfoResponse
+	(*GetCertificateStatsRequest)(nil),       // 20: outpost.v1.GetCertificateStatsRequest
+	(*GetCertificateStatsResponse)(nil),      // 21: outpost.v1.GetCertificateStatsResponse
+	(*Csr)(nil),                              // 22: outpost.v1.Csr
+	(*CreateCsrRequest)(nil),                 // 23: outpost.v1.CreateCsrRequest
+	(*CreateCsrResponse)(nil),                // 24: outpost.v1.CreateCsrResponse
+	(*GetCsrRequest)(nil),                    // 25: outpost.v1.GetCsrRequest
+	(*GetCsrResponse)(nil),                   // 26: outpost.v1.GetCsrResponse
+	(*ListCsrsRequest)(nil),                  // 27: outpost.v1.ListCsrsRequest
+	(*ListCsrsResponse)(nil),                 // 28: outpost.v1.ListCsrsResponse
+	(*CompleteCsrRequest)(nil),               // 29: outpost.v1.CompleteCsrRequest
+	(*CompleteCsrResponse)(nil),              // 30: outpost.v1.CompleteCsrResponse
+	(*Certificate)(nil),                      // 31: outpost.v1.Certificate
+	(CertificateState)(0),                    // 32: outpost.v1.CertificateState
+	(*timestamppb.Timestamp)(nil),            // 33: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),              // 34: google.protobuf.Duration
+	(ChainTrust)(0),                          // 35: outpost.v1.ChainTrust
+	(CertificateSource)(0),                   // 36: outpost.v1.CertificateSource
+	(*FreeCertificate)(nil),                  // 37: outpost.v1.FreeCertificate
+	(KeyType)(0),                             // 38: outpost.v1.KeyType
 }
 var file_outpost_v1_certificate_proto_depIdxs = []int32{
-	8, // 0: outpost.v1.UploadCertificateResponse.certificate:type_name -> outpost.v1.Certificate
-	8, // 1: outpost.v1.GetCertificateResponse.certificate:type_name -> outpost.v1.Certificate
-	8, // 2: outpost.v1.ListCertificatesResponse.certificates:type_name -> outpost.v1.Certificate
-	0, // 3: outpost.v1.CertificateService.UploadCertificate:input_type -> outpost.v1.UploadCertificateRequest
-	2, // 4: outpost.v1.CertificateService.GetCertificate:input_type -> outpost.v1.GetCertificateRequest
-	4, // 5: outpost.v1.CertificateService.ListCertificates:input_type -> outpost.v1.ListCertificatesRequest
-	6, // 6: outpost.v1.CertificateService.DeleteCertificate:input_type -> outpost.v1.DeleteCertificateRequest
-	1, // 7: outpost.v1.CertificateService.UploadCertificate:output_type -> outpost.v1.UploadCertificateResponse
-	3, // 8: outpost.v1.CertificateService.GetCertificate:output_type -> outpost.v1.GetCertificateResponse
-	5, // 9: outpost.v1.CertificateService.ListCertificates:output_type -> outpost.v1.ListCertificatesResponse
-	7, // 10: outpost.v1.CertificateService.DeleteCertificate:output_type -> outpost.v1.DeleteCertificateResponse
-	7, // [7:11] is the sub-list for method output_type
-	3, // [3:7] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	31, // 0: outpost.v1.UploadCertificateResponse.certificate:type_name -> outpost.v1.Certificate
+	31, // 1: outpost.v1.GetCertificateResponse.certificate:type_name -> outpost.v1.Certificate
+	32, // 2: outpost.v1.ListCertificatesRequest.state:type_name -> outpost.v1.CertificateState
+	31, // 3: outpost.v1.ListCertificatesResponse.certificates:type_name -> outpost.v1.Certificate
+	9,  // 4: outpost.v1.DeployCertificateResponse.results:type_name -> outpost.v1.DeployResult
+	31, // 5: outpost.v1.RenewCertificateResponse.certificate:type_name -> outpost.v1.Certificate
+	33, // 6: outpost.v1.DomainCertificateInfo.not_before:type_name -> google.protobuf.Timestamp
+	33, // 7: outpost.v1.DomainCertificateInfo.not_after:type_name -> google.protobuf.Timestamp
+	32, // 8: outpost.v1.DomainCertificateInfo.state:type_name -> outpost.v1.CertificateState
+	34, // 9: outpost.v1.DomainCertificateInfo.remaining:type_name -> google.protobuf.Duration
+	35, // 10: outpost.v1.DomainCertificateInfo.chain_trust:type_name -> outpost.v1.ChainTrust
+	36, // 11: outpost.v1.DomainCertificateInfo.source:type_name -> outpost.v1.CertificateSource
+	37, // 12: outpost.v1.DomainCertificateInfo.free:type_name -> outpost.v1.FreeCertificate
+	16, // 13: outpost.v1.ListHttpsDomainsResponse.domains:type_name -> outpost.v1.DomainCertificateInfo
+	16, // 14: outpost.v1.GetDomainCertificateInfoResponse.info:type_name -> outpost.v1.DomainCertificateInfo
+	38, // 15: outpost.v1.Csr.key_type:type_name -> outpost.v1.KeyType
+	33, // 16: outpost.v1.Csr.create_time:type_name -> google.protobuf.Timestamp
+	38, // 17: outpost.v1.CreateCsrRequest.key_type:type_name -> outpost.v1.KeyType
+	22, // 18: outpost.v1.CreateCsrResponse.csr:type_name -> outpost.v1.Csr
+	22, // 19: outpost.v1.GetCsrResponse.csr:type_name -> outpost.v1.Csr
+	22, // 20: outpost.v1.ListCsrsResponse.csrs:type_name -> outpost.v1.Csr
+	31, // 21: outpost.v1.CompleteCsrResponse.certificate:type_name -> outpost.v1.Certificate
+	22, // 22: outpost.v1.CompleteCsrResponse.csr:type_name -> outpost.v1.Csr
+	0,  // 23: outpost.v1.CertificateService.UploadCertificate:input_type -> outpost.v1.UploadCertificateRequest
+	2,  // 24: outpost.v1.CertificateService.GetCertificate:input_type -> outpost.v1.GetCertificateRequest
+	4,  // 25: outpost.v1.CertificateService.ListCertificates:input_type -> outpost.v1.ListCertificatesRequest
+	6,  // 26: outpost.v1.CertificateService.DeleteCertificate:input_type -> outpost.v1.DeleteCertificateRequest
+	8,  // 27: outpost.v1.CertificateService.DeployCertificate:input_type -> outpost.v1.DeployCertificateRequest
+	11, // 28: outpost.v1.CertificateService.RenewCertificate:input_type -> outpost.v1.RenewCertificateRequest
+	13, // 29: outpost.v1.CertificateService.ListCertificateDomains:input_type -> outpost.v1.ListCertificateDomainsRequest
+	15, // 30: outpost.v1.CertificateService.ListHttpsDomains:input_type -> outpost.v1.ListHttpsDomainsRequest
+	18, // 31: outpost.v1.CertificateService.GetDomainCertificateInfo:input_type -> outpost.v1.GetDomainCertificateInfoRequest
+	20, // 32: outpost.v1.CertificateService.GetCertificateStats:input_type -> outpost.v1.GetCertificateStatsRequest
+	23, // 33: outpost.v1.CertificateService.CreateCsr:input_type -> outpost.v1.CreateCsrRequest
+	25, // 34: outpost.v1.CertificateService.GetCsr:input_type -> outpost.v1.GetCsrRequest
+	27, // 35: outpost.v1.CertificateService.ListCsrs:input_type -> outpost.v1.ListCsrsRequest
+	29, // 36: outpost.v1.CertificateService.CompleteCsr:input_type -> outpost.v1.CompleteCsrRequest
+	1,  // 37: outpost.v1.CertificateService.UploadCertificate:output_type -> outpost.v1.UploadCertificateResponse
+	3,  // 38: outpost.v1.CertificateService.GetCertificate:output_type -> outpost.v1.GetCertificateResponse
+	5,  // 39: outpost.v1.CertificateService.ListCertificates:output_type -> outpost.v1.ListCertificatesResponse
+	7,  // 40: outpost.v1.CertificateService.DeleteCertificate:output_type -> outpost.v1.DeleteCertificateResponse
+	10, // 41: outpost.v1.CertificateService.DeployCertificate:output_type -> outpost.v1.DeployCertificateResponse
+	12, // 42: outpost.v1.CertificateService.RenewCertificate:output_type -> outpost.v1.RenewCertificateResponse
+	14, // 43: outpost.v1.CertificateService.ListCertificateDomains:output_type -> outpost.v1.ListCertificateDomainsResponse
+	17, // 44: outpost.v1.CertificateService.ListHttpsDomains:output_type -> outpost.v1.ListHttpsDomainsResponse
+	19, // 45: outpost.v1.CertificateService.GetDomainCertificateInfo:output_type -> outpost.v1.GetDomainCertificateInfoResponse
+	21, // 46: outpost.v1.CertificateService.GetCertificateStats:output_type -> outpost.v1.GetCertificateStatsResponse
+	24, // 47: outpost.v1.CertificateService.CreateCsr:output_type -> outpost.v1.CreateCsrResponse
+	26, // 48: outpost.v1.CertificateService.GetCsr:output_type -> outpost.v1.GetCsrResponse
+	28, // 49: outpost.v1.CertificateService.ListCsrs:output_type -> outpost.v1.ListCsrsResponse
+	30, // 50: outpost.v1.CertificateService.CompleteCsr:output_type -> outpost.v1.CompleteCsrResponse
+	37, // [37:51] is the sub-list for method output_type
+	23, // [23:37] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_certificate_proto_init() }
@@ -490,7 +2082,7 @@ func file_outpost_v1_certificate_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_certificate_proto_rawDesc), len(file_outpost_v1_certificate_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

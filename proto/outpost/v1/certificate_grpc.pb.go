@@ -21,10 +21,20 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	CertificateService_UploadCertificate_FullMethodName = "/outpost.v1.CertificateService/UploadCertificate"
-	CertificateService_GetCertificate_FullMethodName    = "/outpost.v1.CertificateService/GetCertificate"
-	CertificateService_ListCertificates_FullMethodName  = "/outpost.v1.CertificateService/ListCertificates"
-	CertificateService_DeleteCertificate_FullMethodName = "/outpost.v1.CertificateService/DeleteCertificate"
+	CertificateService_UploadCertificate_FullMethodName        = "/outpost.v1.CertificateService/UploadCertificate"
+	CertificateService_GetCertificate_FullMethodName           = "/outpost.v1.CertificateService/GetCertificate"
+	CertificateService_ListCertificates_FullMethodName         = "/outpost.v1.CertificateService/ListCertificates"
+	CertificateService_DeleteCertificate_FullMethodName        = "/outpost.v1.CertificateService/DeleteCertificate"
+	CertificateService_DeployCertificate_FullMethodName        = "/outpost.v1.CertificateService/DeployCertificate"
+	CertificateService_RenewCertificate_FullMethodName         = "/outpost.v1.CertificateService/RenewCertificate"
+	CertificateService_ListCertificateDomains_FullMethodName   = "/outpost.v1.CertificateService/ListCertificateDomains"
+	CertificateService_ListHttpsDomains_FullMethodName         = "/outpost.v1.CertificateService/ListHttpsDomains"
+	CertificateService_GetDomainCertificateInfo_FullMethodName = "/outpost.v1.CertificateService/GetDomainCertificateInfo"
+	CertificateService_GetCertificateStats_FullMethodName      = "/outpost.v1.CertificateService/GetCertificateStats"
+	CertificateService_CreateCsr_FullMethodName                = "/outpost.v1.CertificateService/CreateCsr"
+	CertificateService_GetCsr_FullMethodName                   = "/outpost.v1.CertificateService/GetCsr"
+	CertificateService_ListCsrs_FullMethodName                 = "/outpost.v1.CertificateService/ListCsrs"
+	CertificateService_CompleteCsr_FullMethodName              = "/outpost.v1.CertificateService/CompleteCsr"
 )
 
 // CertificateServiceClient is the client API for CertificateService service.
@@ -46,6 +56,39 @@ type CertificateServiceClient interface {
 	// DeleteCertificate removes a certificate no domain uses
 	// (FailedPrecondition CertificateInUse otherwise).
 	DeleteCertificate(ctx context.Context, in *DeleteCertificateRequest, opts ...grpc.CallOption) (*DeleteCertificateResponse, error)
+	// DeployCertificate binds one certificate to many domains of the account in
+	// one transaction, replacing the certificates they had and turning HTTPS
+	// on. Each domain gets a result: a domain the certificate does not cover,
+	// or that does not exist, is refused with its reason and the others are
+	// deployed. A lost race with another edit aborts the whole call (Aborted
+	// ConcurrentModification), never half of it.
+	DeployCertificate(ctx context.Context, in *DeployCertificateRequest, opts ...grpc.CallOption) (*DeployCertificateResponse, error)
+	// RenewCertificate replaces a certificate's chain and key with a new
+	// version under the same ID and name: every domain that uses it moves to
+	// the new version. The new certificate must cover every such domain.
+	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
+	// ListCertificateDomains returns the domains that serve a certificate.
+	ListCertificateDomains(ctx context.Context, in *ListCertificateDomainsRequest, opts ...grpc.CallOption) (*ListCertificateDomainsResponse, error)
+	// ListHttpsDomains returns the account's domains with HTTPS on, each with
+	// its certificate's summary.
+	ListHttpsDomains(ctx context.Context, in *ListHttpsDomainsRequest, opts ...grpc.CallOption) (*ListHttpsDomainsResponse, error)
+	// GetDomainCertificateInfo returns the certificate a domain serves, with
+	// its state and remaining life.
+	GetDomainCertificateInfo(ctx context.Context, in *GetDomainCertificateInfoRequest, opts ...grpc.CallOption) (*GetDomainCertificateInfoResponse, error)
+	// GetCertificateStats counts the account's certificates expired and
+	// expiring within 30 days, and the domains serving them.
+	GetCertificateStats(ctx context.Context, in *GetCertificateStatsRequest, opts ...grpc.CallOption) (*GetCertificateStatsResponse, error)
+	// CreateCsr makes a key pair in the controller and returns a certificate
+	// signing request for it; the private key never leaves the system.
+	CreateCsr(ctx context.Context, in *CreateCsrRequest, opts ...grpc.CallOption) (*CreateCsrResponse, error)
+	// GetCsr returns a pending or completed CSR.
+	GetCsr(ctx context.Context, in *GetCsrRequest, opts ...grpc.CallOption) (*GetCsrResponse, error)
+	// ListCsrs returns the account's CSRs in ID order.
+	ListCsrs(ctx context.Context, in *ListCsrsRequest, opts ...grpc.CallOption) (*ListCsrsResponse, error)
+	// CompleteCsr takes the certificate a CA signed for a CSR and stores it
+	// with the CSR's key as a new certificate (InvalidArgument
+	// CertificateKeyMismatch when it was signed for another key).
+	CompleteCsr(ctx context.Context, in *CompleteCsrRequest, opts ...grpc.CallOption) (*CompleteCsrResponse, error)
 }
 
 type certificateServiceClient struct {
@@ -96,6 +139,106 @@ func (c *certificateServiceClient) DeleteCertificate(ctx context.Context, in *De
 	return out, nil
 }
 
+func (c *certificateServiceClient) DeployCertificate(ctx context.Context, in *DeployCertificateRequest, opts ...grpc.CallOption) (*DeployCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeployCertificateResponse)
+	err := c.cc.Invoke(ctx, CertificateService_DeployCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewCertificateResponse)
+	err := c.cc.Invoke(ctx, CertificateService_RenewCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) ListCertificateDomains(ctx context.Context, in *ListCertificateDomainsRequest, opts ...grpc.CallOption) (*ListCertificateDomainsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCertificateDomainsResponse)
+	err := c.cc.Invoke(ctx, CertificateService_ListCertificateDomains_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) ListHttpsDomains(ctx context.Context, in *ListHttpsDomainsRequest, opts ...grpc.CallOption) (*ListHttpsDomainsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListHttpsDomainsResponse)
+	err := c.cc.Invoke(ctx, CertificateService_ListHttpsDomains_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) GetDomainCertificateInfo(ctx context.Context, in *GetDomainCertificateInfoRequest, opts ...grpc.CallOption) (*GetDomainCertificateInfoResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDomainCertificateInfoResponse)
+	err := c.cc.Invoke(ctx, CertificateService_GetDomainCertificateInfo_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) GetCertificateStats(ctx context.Context, in *GetCertificateStatsRequest, opts ...grpc.CallOption) (*GetCertificateStatsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCertificateStatsResponse)
+	err := c.cc.Invoke(ctx, CertificateService_GetCertificateStats_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) CreateCsr(ctx context.Context, in *CreateCsrRequest, opts ...grpc.CallOption) (*CreateCsrResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateCsrResponse)
+	err := c.cc.Invoke(ctx, CertificateService_CreateCsr_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) GetCsr(ctx context.Context, in *GetCsrRequest, opts ...grpc.CallOption) (*GetCsrResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCsrResponse)
+	err := c.cc.Invoke(ctx, CertificateService_GetCsr_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) ListCsrs(ctx context.Context, in *ListCsrsRequest, opts ...grpc.CallOption) (*ListCsrsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListCsrsResponse)
+	err := c.cc.Invoke(ctx, CertificateService_ListCsrs_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *certificateServiceClient) CompleteCsr(ctx context.Context, in *CompleteCsrRequest, opts ...grpc.CallOption) (*CompleteCsrResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteCsrResponse)
+	err := c.cc.Invoke(ctx, CertificateService_CompleteCsr_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CertificateServiceServer is the server API for CertificateService service.
 // All implementations must embed UnimplementedCertificateServiceServer
 // for forward compatibility.
@@ -115,6 +258,39 @@ type CertificateServiceServer interface {
 	// DeleteCertificate removes a certificate no domain uses
 	// (FailedPrecondition CertificateInUse otherwise).
 	DeleteCertificate(context.Context, *DeleteCertificateRequest) (*DeleteCertificateResponse, error)
+	// DeployCertificate binds one certificate to many domains of the account in
+	// one transaction, replacing the certificates they had and turning HTTPS
+	// on. Each domain gets a result: a domain the certificate does not cover,
+	// or that does not exist, is refused with its reason and the others are
+	// deployed. A lost race with another edit aborts the whole call (Aborted
+	// ConcurrentModification), never half of it.
+	DeployCertificate(context.Context, *DeployCertificateRequest) (*DeployCertificateResponse, error)
+	// RenewCertificate replaces a certificate's chain and key with a new
+	// version under the same ID and name: every domain that uses it moves to
+	// the new version. The new certificate must cover every such domain.
+	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
+	// ListCertificateDomains returns the domains that serve a certificate.
+	ListCertificateDomains(context.Context, *ListCertificateDomainsRequest) (*ListCertificateDomainsResponse, error)
+	// ListHttpsDomains returns the account's domains with HTTPS on, each with
+	// its certificate's summary.
+	ListHttpsDomains(context.Context, *ListHttpsDomainsRequest) (*ListHttpsDomainsResponse, error)
+	// GetDomainCertificateInfo returns the certificate a domain serves, with
+	// its state and remaining life.
+	GetDomainCertificateInfo(context.Context, *GetDomainCertificateInfoRequest) (*GetDomainCertificateInfoResponse, error)
+	// GetCertificateStats counts the account's certificates expired and
+	// expiring within 30 days, and the domains serving them.
+	GetCertificateStats(context.Context, *GetCertificateStatsRequest) (*GetCertificateStatsResponse, error)
+	// CreateCsr makes a key pair in the controller and returns a certificate
+	// signing request for it; the private key never leaves the system.
+	CreateCsr(context.Context, *CreateCsrRequest) (*CreateCsrResponse, error)
+	// GetCsr returns a pending or completed CSR.
+	GetCsr(context.Context, *GetCsrRequest) (*GetCsrResponse, error)
+	// ListCsrs returns the account's CSRs in ID order.
+	ListCsrs(context.Context, *ListCsrsRequest) (*ListCsrsResponse, error)
+	// CompleteCsr takes the certificate a CA signed for a CSR and stores it
+	// with the CSR's key as a new certificate (InvalidArgument
+	// CertificateKeyMismatch when it was signed for another key).
+	CompleteCsr(context.Context, *CompleteCsrRequest) (*CompleteCsrResponse, error)
 	mustEmbedUnimplementedCertificateServiceServer()
 }
 
@@ -136,6 +312,36 @@ func (UnimplementedCertificateServiceServer) ListCertificates(context.Context, *
 }
 func (UnimplementedCertificateServiceServer) DeleteCertificate(context.Context, *DeleteCertificateRequest) (*DeleteCertificateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteCertificate not implemented")
+}
+func (UnimplementedCertificateServiceServer) DeployCertificate(context.Context, *DeployCertificateRequest) (*DeployCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeployCertificate not implemented")
+}
+func (UnimplementedCertificateServiceServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method RenewCertificate not implemented")
+}
+func (UnimplementedCertificateServiceServer) ListCertificateDomains(context.Context, *ListCertificateDomainsRequest) (*ListCertificateDomainsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCertificateDomains not implemented")
+}
+func (UnimplementedCertificateServiceServer) ListHttpsDomains(context.Context, *ListHttpsDomainsRequest) (*ListHttpsDomainsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListHttpsDomains not implemented")
+}
+func (UnimplementedCertificateServiceServer) GetDomainCertificateInfo(context.Context, *GetDomainCertificateInfoRequest) (*GetDomainCertificateInfoResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetDomainCertificateInfo not implemented")
+}
+func (UnimplementedCertificateServiceServer) GetCertificateStats(context.Context, *GetCertificateStatsRequest) (*GetCertificateStatsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCertificateStats not implemented")
+}
+func (UnimplementedCertificateServiceServer) CreateCsr(context.Context, *CreateCsrRequest) (*CreateCsrResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateCsr not implemented")
+}
+func (UnimplementedCertificateServiceServer) GetCsr(context.Context, *GetCsrRequest) (*GetCsrResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCsr not implemented")
+}
+func (UnimplementedCertificateServiceServer) ListCsrs(context.Context, *ListCsrsRequest) (*ListCsrsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListCsrs not implemented")
+}
+func (UnimplementedCertificateServiceServer) CompleteCsr(context.Context, *CompleteCsrRequest) (*CompleteCsrResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteCsr not implemented")
 }
 func (UnimplementedCertificateServiceServer) mustEmbedUnimplementedCertificateServiceServer() {}
 func (UnimplementedCertificateServiceServer) testEmbeddedByValue()                            {}
@@ -230,6 +436,186 @@ func _CertificateService_DeleteCertificate_Handler(srv interface{}, ctx context.
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CertificateService_DeployCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeployCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).DeployCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_DeployCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).DeployCertificate(ctx, req.(*DeployCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).RenewCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_RenewCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).RenewCertificate(ctx, req.(*RenewCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_ListCertificateDomains_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCertificateDomainsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).ListCertificateDomains(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_ListCertificateDomains_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).ListCertificateDomains(ctx, req.(*ListCertificateDomainsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_ListHttpsDomains_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListHttpsDomainsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).ListHttpsDomains(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_ListHttpsDomains_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).ListHttpsDomains(ctx, req.(*ListHttpsDomainsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_GetDomainCertificateInfo_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDomainCertificateInfoRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).GetDomainCertificateInfo(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_GetDomainCertificateInfo_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).GetDomainCertificateInfo(ctx, req.(*GetDomainCertificateInfoRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_GetCertificateStats_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCertificateStatsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).GetCertificateStats(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_GetCertificateStats_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).GetCertificateStats(ctx, req.(*GetCertificateStatsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_CreateCsr_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCsrRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).CreateCsr(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_CreateCsr_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).CreateCsr(ctx, req.(*CreateCsrRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_GetCsr_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCsrRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).GetCsr(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_GetCsr_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).GetCsr(ctx, req.(*GetCsrRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_ListCsrs_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListCsrsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).ListCsrs(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_ListCsrs_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).ListCsrs(ctx, req.(*ListCsrsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _CertificateService_CompleteCsr_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteCsrRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).CompleteCsr(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_CompleteCsr_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).CompleteCsr(ctx, req.(*CompleteCsrRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CertificateService_ServiceDesc is the grpc.ServiceDesc for CertificateService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -252,6 +638,46 @@ var CertificateService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteCertificate",
 			Handler:    _CertificateService_DeleteCertificate_Handler,
+		},
+		{
+			MethodName: "DeployCertificate",
+			Handler:    _CertificateService_DeployCertificate_Handler,
+		},
+		{
+			MethodName: "RenewCertificate",
+			Handler:    _CertificateService_RenewCertificate_Handler,
+		},
+		{
+			MethodName: "ListCertificateDomains",
+			Handler:    _CertificateService_ListCertificateDomains_Handler,
+		},
+		{
+			MethodName: "ListHttpsDomains",
+			Handler:    _CertificateService_ListHttpsDomains_Handler,
+		},
+		{
+			MethodName: "GetDomainCertificateInfo",
+			Handler:    _CertificateService_GetDomainCertificateInfo_Handler,
+		},
+		{
+			MethodName: "GetCertificateStats",
+			Handler:    _CertificateService_GetCertificateStats_Handler,
+		},
+		{
+			MethodName: "CreateCsr",
+			Handler:    _CertificateService_CreateCsr_Handler,
+		},
+		{
+			MethodName: "GetCsr",
+			Handler:    _CertificateService_GetCsr_Handler,
+		},
+		{
+			MethodName: "ListCsrs",
+			Handler:    _CertificateService_ListCsrs_Handler,
+		},
+		{
+			MethodName: "CompleteCsr",
+			Handler:    _CertificateService_CompleteCsr_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -696,8 +696,13 @@ type StreamConfigResponse struct {
 	// carries it when one is set; a change carries it when it changed. Nodes
 	// and schedulers started without a keyring file of their own use it.
 	GossipKeyring *GossipKeyring `protobuf:"bytes,14,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// HTTP-01 challenge responses of free certificates being obtained, which
+	// every node serves; a snapshot carries every pending one.
+	AcmeChallenges []*AcmeChallenge `protobuf:"bytes,15,rep,name=acme_challenges,json=acmeChallenges,proto3" json:"acme_challenges,omitempty"`
+	// Tokens of challenges no longer pending.
+	RemovedAcmeChallenges []string `protobuf:"bytes,16,rep,name=removed_acme_challenges,json=removedAcmeChallenges,proto3" json:"removed_acme_challenges,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *StreamConfigResponse) Reset() {
@@ -828,6 +833,83 @@ func (x *StreamConfigResponse) GetGossipKeyring() *GossipKeyring {
 	return nil
 }
 
+func (x *StreamConfigResponse) GetAcmeChallenges() []*AcmeChallenge {
+	if x != nil {
+		return x.AcmeChallenges
+	}
+	return nil
+}
+
+func (x *StreamConfigResponse) GetRemovedAcmeChallenges() []string {
+	if x != nil {
+		return x.RemovedAcmeChallenges
+	}
+	return nil
+}
+
+// AcmeChallenge is an ACME HTTP-01 challenge response (RFC 8555 8.3): a
+// node answers GET http://<domain>/.well-known/acme-challenge/<token> with
+// key_authorization, whichever node the CA reaches.
+type AcmeChallenge struct {
+	state            protoimpl.MessageState `protogen:"open.v1"`
+	Token            string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	Domain           string                 `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	KeyAuthorization string                 `protobuf:"bytes,3,opt,name=key_authorization,json=keyAuthorization,proto3" json:"key_authorization,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AcmeChallenge) Reset() {
+	*x = AcmeChallenge{}
+	mi := &file_outpost_v1_config_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcmeChallenge) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcmeChallenge) ProtoMessage() {}
+
+func (x *AcmeChallenge) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_config_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcmeChallenge.ProtoReflect.Descriptor instead.
+func (*AcmeChallenge) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_config_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *AcmeChallenge) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AcmeChallenge) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *AcmeChallenge) GetKeyAuthorization() string {
+	if x != nil {
+		return x.KeyAuthorization
+	}
+	return ""
+}
+
 // GossipKeyring is the keys that encrypt the edge cluster's gossip
 // (memberlist, AES-GCM): the first one encrypts, every one decrypts. It is a
 // secret: only node and scheduler streams carry it.
@@ -840,7 +922,7 @@ type GossipKeyring struct {
 
 func (x *GossipKeyring) Reset() {
 	*x = GossipKeyring{}
-	mi := &file_outpost_v1_config_proto_msgTypes[10]
+	mi := &file_outpost_v1_config_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +934,7 @@ func (x *GossipKeyring) String() string {
 func (*GossipKeyring) ProtoMessage() {}
 
 func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_config_proto_msgTypes[10]
+	mi := &file_outpost_v1_config_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +947,7 @@ func (x *GossipKeyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GossipKeyring.ProtoReflect.Descriptor instead.
 func (*GossipKeyring) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_config_proto_rawDescGZIP(), []int{10}
+	return file_outpost_v1_config_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GossipKeyring) GetKeys() [][]byte {
@@ -924,7 +1006,7 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"\x11CertificateBundle\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12&\n" +
-	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\x85\x05\n" +
+	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\x81\x06\n" +
 	"\x14StreamConfigResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12,\n" +
@@ -943,7 +1025,13 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"purgeFloor\x12%\n" +
 	"\x0edraining_nodes\x18\f \x03(\tR\rdrainingNodes\x12'\n" +
 	"\x0fundrained_nodes\x18\r \x03(\tR\x0eundrainedNodes\x12@\n" +
-	"\x0egossip_keyring\x18\x0e \x01(\v2\x19.outpost.v1.GossipKeyringR\rgossipKeyring\"#\n" +
+	"\x0egossip_keyring\x18\x0e \x01(\v2\x19.outpost.v1.GossipKeyringR\rgossipKeyring\x12B\n" +
+	"\x0facme_challenges\x18\x0f \x03(\v2\x19.outpost.v1.AcmeChallengeR\x0eacmeChallenges\x126\n" +
+	"\x17removed_acme_challenges\x18\x10 \x03(\tR\x15removedAcmeChallenges\"j\n" +
+	"\rAcmeChallenge\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12+\n" +
+	"\x11key_authorization\x18\x03 \x01(\tR\x10keyAuthorization\"#\n" +
 	"\rGossipKeyring\x12\x12\n" +
 	"\x04keys\x18\x01 \x03(\fR\x04keys2o\n" +
 	"\x16ConfigDiscoveryService\x12U\n" +
@@ -961,7 +1049,7 @@ func file_outpost_v1_config_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_config_proto_rawDescData
 }
 
-var file_outpost_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_outpost_v1_config_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_outpost_v1_config_proto_goTypes = []any{
 	(*NodeInfo)(nil),             // 0: outpost.v1.NodeInfo
 	(*Subscribe)(nil),            // 1: outpost.v1.Subscribe
@@ -973,31 +1061,33 @@ var file_outpost_v1_config_proto_goTypes = []any{
 	(*Prefetch)(nil),             // 7: outpost.v1.Prefetch
 	(*CertificateBundle)(nil),    // 8: outpost.v1.CertificateBundle
 	(*StreamConfigResponse)(nil), // 9: outpost.v1.StreamConfigResponse
-	(*GossipKeyring)(nil),        // 10: outpost.v1.GossipKeyring
-	(*Location)(nil),             // 11: outpost.v1.Location
-	(RefreshType)(0),             // 12: outpost.v1.RefreshType
-	(*Domain)(nil),               // 13: outpost.v1.Domain
+	(*AcmeChallenge)(nil),        // 10: outpost.v1.AcmeChallenge
+	(*GossipKeyring)(nil),        // 11: outpost.v1.GossipKeyring
+	(*Location)(nil),             // 12: outpost.v1.Location
+	(RefreshType)(0),             // 13: outpost.v1.RefreshType
+	(*Domain)(nil),               // 14: outpost.v1.Domain
 }
 var file_outpost_v1_config_proto_depIdxs = []int32{
-	11, // 0: outpost.v1.NodeInfo.location:type_name -> outpost.v1.Location
+	12, // 0: outpost.v1.NodeInfo.location:type_name -> outpost.v1.Location
 	0,  // 1: outpost.v1.Subscribe.node:type_name -> outpost.v1.NodeInfo
 	1,  // 2: outpost.v1.StreamConfigRequest.subscribe:type_name -> outpost.v1.Subscribe
 	2,  // 3: outpost.v1.StreamConfigRequest.ack:type_name -> outpost.v1.Ack
 	3,  // 4: outpost.v1.StreamConfigRequest.nack:type_name -> outpost.v1.ConfigNack
 	4,  // 5: outpost.v1.StreamConfigRequest.task_report:type_name -> outpost.v1.TaskReport
-	12, // 6: outpost.v1.Purge.type:type_name -> outpost.v1.RefreshType
-	13, // 7: outpost.v1.StreamConfigResponse.domains:type_name -> outpost.v1.Domain
+	13, // 6: outpost.v1.Purge.type:type_name -> outpost.v1.RefreshType
+	14, // 7: outpost.v1.StreamConfigResponse.domains:type_name -> outpost.v1.Domain
 	8,  // 8: outpost.v1.StreamConfigResponse.certificates:type_name -> outpost.v1.CertificateBundle
 	6,  // 9: outpost.v1.StreamConfigResponse.purges:type_name -> outpost.v1.Purge
 	7,  // 10: outpost.v1.StreamConfigResponse.prefetches:type_name -> outpost.v1.Prefetch
-	10, // 11: outpost.v1.StreamConfigResponse.gossip_keyring:type_name -> outpost.v1.GossipKeyring
-	5,  // 12: outpost.v1.ConfigDiscoveryService.StreamConfig:input_type -> outpost.v1.StreamConfigRequest
-	9,  // 13: outpost.v1.ConfigDiscoveryService.StreamConfig:output_type -> outpost.v1.StreamConfigResponse
-	13, // [13:14] is the sub-list for method output_type
-	12, // [12:13] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	11, // 11: outpost.v1.StreamConfigResponse.gossip_keyring:type_name -> outpost.v1.GossipKeyring
+	10, // 12: outpost.v1.StreamConfigResponse.acme_challenges:type_name -> outpost.v1.AcmeChallenge
+	5,  // 13: outpost.v1.ConfigDiscoveryService.StreamConfig:input_type -> outpost.v1.StreamConfigRequest
+	9,  // 14: outpost.v1.ConfigDiscoveryService.StreamConfig:output_type -> outpost.v1.StreamConfigResponse
+	14, // [14:15] is the sub-list for method output_type
+	13, // [13:14] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_config_proto_init() }
@@ -1019,7 +1109,7 @@ func file_outpost_v1_config_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_config_proto_rawDesc), len(file_outpost_v1_config_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -91,6 +91,7 @@ type EnableHttpsRequest struct {
 	//
 	//	*EnableHttpsRequest_CertificateId
 	//	*EnableHttpsRequest_Upload
+	//	*EnableHttpsRequest_Free
 	Source        isEnableHttpsRequest_Source `protobuf_oneof:"source"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -158,6 +159,15 @@ func (x *EnableHttpsRequest) GetUpload() *InlineCertificate {
 	return nil
 }
 
+func (x *EnableHttpsRequest) GetFree() bool {
+	if x != nil {
+		if x, ok := x.Source.(*EnableHttpsRequest_Free); ok {
+			return x.Free
+		}
+	}
+	return false
+}
+
 type isEnableHttpsRequest_Source interface {
 	isEnableHttpsRequest_Source()
 }
@@ -172,9 +182,18 @@ type EnableHttpsRequest_Upload struct {
 	Upload *InlineCertificate `protobuf:"bytes,3,opt,name=upload,proto3,oneof"`
 }
 
+type EnableHttpsRequest_Free struct {
+	// A free certificate the controller obtains with ACME (HTTP-01) and
+	// renews about 30 days before it expires. HTTPS turns on once it is
+	// issued; HttpsSettings.free shows the progress.
+	Free bool `protobuf:"varint,4,opt,name=free,proto3,oneof"`
+}
+
 func (*EnableHttpsRequest_CertificateId) isEnableHttpsRequest_Source() {}
 
 func (*EnableHttpsRequest_Upload) isEnableHttpsRequest_Source() {}
+
+func (*EnableHttpsRequest_Free) isEnableHttpsRequest_Source() {}
 
 type EnableHttpsResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -518,11 +537,12 @@ const file_outpost_v1_https_proto_rawDesc = "" +
 	"\x11InlineCertificate\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12&\n" +
-	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\x98\x01\n" +
+	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\xae\x01\n" +
 	"\x12EnableHttpsRequest\x12\x16\n" +
 	"\x06domain\x18\x01 \x01(\tR\x06domain\x12'\n" +
 	"\x0ecertificate_id\x18\x02 \x01(\tH\x00R\rcertificateId\x127\n" +
-	"\x06upload\x18\x03 \x01(\v2\x1d.outpost.v1.InlineCertificateH\x00R\x06uploadB\b\n" +
+	"\x06upload\x18\x03 \x01(\v2\x1d.outpost.v1.InlineCertificateH\x00R\x06upload\x12\x14\n" +
+	"\x04free\x18\x04 \x01(\bH\x00R\x04freeB\b\n" +
 	"\x06source\"\x81\x01\n" +
 	"\x13EnableHttpsResponse\x12/\n" +
 	"\x05https\x18\x01 \x01(\v2\x19.outpost.v1.HttpsSettingsR\x05https\x129\n" +
@@ -607,6 +627,7 @@ func file_outpost_v1_https_proto_init() {
 	file_outpost_v1_https_proto_msgTypes[1].OneofWrappers = []any{
 		(*EnableHttpsRequest_CertificateId)(nil),
 		(*EnableHttpsRequest_Upload)(nil),
+		(*EnableHttpsRequest_Free)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{

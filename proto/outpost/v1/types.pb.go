@@ -361,6 +361,59 @@ func (RedirectPolicy) EnumDescriptor() ([]byte, []int) {
 	return file_outpost_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
+type FreeCertificateStatus int32
+
+const (
+	FreeCertificateStatus_FREE_CERTIFICATE_STATUS_UNSPECIFIED FreeCertificateStatus = 0
+	// Being obtained (or renewed) from the CA.
+	FreeCertificateStatus_FREE_CERTIFICATE_STATUS_APPLYING FreeCertificateStatus = 1
+	FreeCertificateStatus_FREE_CERTIFICATE_STATUS_ISSUED   FreeCertificateStatus = 2
+	FreeCertificateStatus_FREE_CERTIFICATE_STATUS_FAILED   FreeCertificateStatus = 3
+)
+
+// Enum value maps for FreeCertificateStatus.
+var (
+	FreeCertificateStatus_name = map[int32]string{
+		0: "FREE_CERTIFICATE_STATUS_UNSPECIFIED",
+		1: "FREE_CERTIFICATE_STATUS_APPLYING",
+		2: "FREE_CERTIFICATE_STATUS_ISSUED",
+		3: "FREE_CERTIFICATE_STATUS_FAILED",
+	}
+	FreeCertificateStatus_value = map[string]int32{
+		"FREE_CERTIFICATE_STATUS_UNSPECIFIED": 0,
+		"FREE_CERTIFICATE_STATUS_APPLYING":    1,
+		"FREE_CERTIFICATE_STATUS_ISSUED":      2,
+		"FREE_CERTIFICATE_STATUS_FAILED":      3,
+	}
+)
+
+func (x FreeCertificateStatus) Enum() *FreeCertificateStatus {
+	p := new(FreeCertificateStatus)
+	*p = x
+	return p
+}
+
+func (x FreeCertificateStatus) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FreeCertificateStatus) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_v1_types_proto_enumTypes[6].Descriptor()
+}
+
+func (FreeCertificateStatus) Type() protoreflect.EnumType {
+	return &file_outpost_v1_types_proto_enumTypes[6]
+}
+
+func (x FreeCertificateStatus) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FreeCertificateStatus.Descriptor instead.
+func (FreeCertificateStatus) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
+}
+
 // OriginProtocolPolicy chooses the scheme used towards the origin.
 type OriginProtocolPolicy int32
 
@@ -400,11 +453,11 @@ func (x OriginProtocolPolicy) String() string {
 }
 
 func (OriginProtocolPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_outpost_v1_types_proto_enumTypes[6].Descriptor()
+	return file_outpost_v1_types_proto_enumTypes[7].Descriptor()
 }
 
 func (OriginProtocolPolicy) Type() protoreflect.EnumType {
-	return &file_outpost_v1_types_proto_enumTypes[6]
+	return &file_outpost_v1_types_proto_enumTypes[7]
 }
 
 func (x OriginProtocolPolicy) Number() protoreflect.EnumNumber {
@@ -413,7 +466,7 @@ func (x OriginProtocolPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OriginProtocolPolicy.Descriptor instead.
 func (OriginProtocolPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 // KeyType is a certificate's public key algorithm and size.
@@ -465,11 +518,11 @@ func (x KeyType) String() string {
 }
 
 func (KeyType) Descriptor() protoreflect.EnumDescriptor {
-	return file_outpost_v1_types_proto_enumTypes[7].Descriptor()
+	return file_outpost_v1_types_proto_enumTypes[8].Descriptor()
 }
 
 func (KeyType) Type() protoreflect.EnumType {
-	return &file_outpost_v1_types_proto_enumTypes[7]
+	return &file_outpost_v1_types_proto_enumTypes[8]
 }
 
 func (x KeyType) Number() protoreflect.EnumNumber {
@@ -478,7 +531,177 @@ func (x KeyType) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use KeyType.Descriptor instead.
 func (KeyType) EnumDescriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{8}
+}
+
+// ChainTrust says whether a chain ends at a CA that clients trust.
+type ChainTrust int32
+
+const (
+	ChainTrust_CHAIN_TRUST_UNSPECIFIED ChainTrust = 0
+	// Verifies against the system's public roots.
+	ChainTrust_CHAIN_TRUST_TRUSTED ChainTrust = 1
+	// Verifies only against a legacy root (one the major root programs
+	// dropped) or through a chain that needs such a root.
+	ChainTrust_CHAIN_TRUST_LEGACY_CA ChainTrust = 2
+	// Self-signed, or issued by a CA no public root vouches for.
+	ChainTrust_CHAIN_TRUST_UNTRUSTED ChainTrust = 3
+)
+
+// Enum value maps for ChainTrust.
+var (
+	ChainTrust_name = map[int32]string{
+		0: "CHAIN_TRUST_UNSPECIFIED",
+		1: "CHAIN_TRUST_TRUSTED",
+		2: "CHAIN_TRUST_LEGACY_CA",
+		3: "CHAIN_TRUST_UNTRUSTED",
+	}
+	ChainTrust_value = map[string]int32{
+		"CHAIN_TRUST_UNSPECIFIED": 0,
+		"CHAIN_TRUST_TRUSTED":     1,
+		"CHAIN_TRUST_LEGACY_CA":   2,
+		"CHAIN_TRUST_UNTRUSTED":   3,
+	}
+)
+
+func (x ChainTrust) Enum() *ChainTrust {
+	p := new(ChainTrust)
+	*p = x
+	return p
+}
+
+func (x ChainTrust) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ChainTrust) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_v1_types_proto_enumTypes[9].Descriptor()
+}
+
+func (ChainTrust) Type() protoreflect.EnumType {
+	return &file_outpost_v1_types_proto_enumTypes[9]
+}
+
+func (x ChainTrust) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ChainTrust.Descriptor instead.
+func (ChainTrust) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{9}
+}
+
+// CertificateSource is how a certificate came to be.
+type CertificateSource int32
+
+const (
+	CertificateSource_CERTIFICATE_SOURCE_UNSPECIFIED CertificateSource = 0
+	// Uploaded with its private key.
+	CertificateSource_CERTIFICATE_SOURCE_UPLOADED CertificateSource = 1
+	// Completed from a CSR the controller made: its key never left.
+	CertificateSource_CERTIFICATE_SOURCE_CSR CertificateSource = 2
+	// A free certificate the controller obtained with ACME.
+	CertificateSource_CERTIFICATE_SOURCE_ACME CertificateSource = 3
+)
+
+// Enum value maps for CertificateSource.
+var (
+	CertificateSource_name = map[int32]string{
+		0: "CERTIFICATE_SOURCE_UNSPECIFIED",
+		1: "CERTIFICATE_SOURCE_UPLOADED",
+		2: "CERTIFICATE_SOURCE_CSR",
+		3: "CERTIFICATE_SOURCE_ACME",
+	}
+	CertificateSource_value = map[string]int32{
+		"CERTIFICATE_SOURCE_UNSPECIFIED": 0,
+		"CERTIFICATE_SOURCE_UPLOADED":    1,
+		"CERTIFICATE_SOURCE_CSR":         2,
+		"CERTIFICATE_SOURCE_ACME":        3,
+	}
+)
+
+func (x CertificateSource) Enum() *CertificateSource {
+	p := new(CertificateSource)
+	*p = x
+	return p
+}
+
+func (x CertificateSource) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CertificateSource) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_v1_types_proto_enumTypes[10].Descriptor()
+}
+
+func (CertificateSource) Type() protoreflect.EnumType {
+	return &file_outpost_v1_types_proto_enumTypes[10]
+}
+
+func (x CertificateSource) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CertificateSource.Descriptor instead.
+func (CertificateSource) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{10}
+}
+
+// CertificateState is a certificate's life as of now.
+type CertificateState int32
+
+const (
+	CertificateState_CERTIFICATE_STATE_UNSPECIFIED CertificateState = 0
+	CertificateState_CERTIFICATE_STATE_VALID       CertificateState = 1
+	// Expires within 30 days.
+	CertificateState_CERTIFICATE_STATE_EXPIRING      CertificateState = 2
+	CertificateState_CERTIFICATE_STATE_EXPIRED       CertificateState = 3
+	CertificateState_CERTIFICATE_STATE_NOT_YET_VALID CertificateState = 4
+)
+
+// Enum value maps for CertificateState.
+var (
+	CertificateState_name = map[int32]string{
+		0: "CERTIFICATE_STATE_UNSPECIFIED",
+		1: "CERTIFICATE_STATE_VALID",
+		2: "CERTIFICATE_STATE_EXPIRING",
+		3: "CERTIFICATE_STATE_EXPIRED",
+		4: "CERTIFICATE_STATE_NOT_YET_VALID",
+	}
+	CertificateState_value = map[string]int32{
+		"CERTIFICATE_STATE_UNSPECIFIED":   0,
+		"CERTIFICATE_STATE_VALID":         1,
+		"CERTIFICATE_STATE_EXPIRING":      2,
+		"CERTIFICATE_STATE_EXPIRED":       3,
+		"CERTIFICATE_STATE_NOT_YET_VALID": 4,
+	}
+)
+
+func (x CertificateState) Enum() *CertificateState {
+	p := new(CertificateState)
+	*p = x
+	return p
+}
+
+func (x CertificateState) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (CertificateState) Descriptor() protoreflect.EnumDescriptor {
+	return file_outpost_v1_types_proto_enumTypes[11].Descriptor()
+}
+
+func (CertificateState) Type() protoreflect.EnumType {
+	return &file_outpost_v1_types_proto_enumTypes[11]
+}
+
+func (x CertificateState) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use CertificateState.Descriptor instead.
+func (CertificateState) EnumDescriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 // Role is what a token may do.
@@ -525,11 +748,11 @@ func (x Role) String() string {
 }
 
 func (Role) Descriptor() protoreflect.EnumDescriptor {
-	return file_outpost_v1_types_proto_enumTypes[8].Descriptor()
+	return file_outpost_v1_types_proto_enumTypes[12].Descriptor()
 }
 
 func (Role) Type() protoreflect.EnumType {
-	return &file_outpost_v1_types_proto_enumTypes[8]
+	return &file_outpost_v1_types_proto_enumTypes[12]
 }
 
 func (x Role) Number() protoreflect.EnumNumber {
@@ -538,7 +761,7 @@ func (x Role) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Role.Descriptor instead.
 func (Role) EnumDescriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 // Origin is one server the edge fetches from.
@@ -632,8 +855,10 @@ type HttpsSettings struct {
 	// True when the certificate was uploaded inline with EnableHttps: it belongs
 	// to the domain and is forgotten when HTTPS is disabled.
 	CertificateOwned bool `protobuf:"varint,4,opt,name=certificate_owned,json=certificateOwned,proto3" json:"certificate_owned,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// Set when the domain asked for a free certificate (EnableHttps free).
+	Free          *FreeCertificate `protobuf:"bytes,5,opt,name=free,proto3" json:"free,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *HttpsSettings) Reset() {
@@ -694,6 +919,85 @@ func (x *HttpsSettings) GetCertificateOwned() bool {
 	return false
 }
 
+func (x *HttpsSettings) GetFree() *FreeCertificate {
+	if x != nil {
+		return x.Free
+	}
+	return nil
+}
+
+// FreeCertificate is the state of a domain's free (ACME) certificate.
+type FreeCertificate struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Status FreeCertificateStatus  `protobuf:"varint,1,opt,name=status,proto3,enum=outpost.v1.FreeCertificateStatus" json:"status,omitempty"`
+	// The CA's reason when status is FAILED.
+	Error string `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	// When the controller tries next (renewal, or a retry after a failure).
+	NextAttemptTime *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=next_attempt_time,json=nextAttemptTime,proto3" json:"next_attempt_time,omitempty"`
+	// Attempts since the last success.
+	Attempts      uint32 `protobuf:"varint,4,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FreeCertificate) Reset() {
+	*x = FreeCertificate{}
+	mi := &file_outpost_v1_types_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FreeCertificate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FreeCertificate) ProtoMessage() {}
+
+func (x *FreeCertificate) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_types_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FreeCertificate.ProtoReflect.Descriptor instead.
+func (*FreeCertificate) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *FreeCertificate) GetStatus() FreeCertificateStatus {
+	if x != nil {
+		return x.Status
+	}
+	return FreeCertificateStatus_FREE_CERTIFICATE_STATUS_UNSPECIFIED
+}
+
+func (x *FreeCertificate) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *FreeCertificate) GetNextAttemptTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptTime
+	}
+	return nil
+}
+
+func (x *FreeCertificate) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
 // OriginSni is the server name the edge sends in its ClientHello to the origin.
 type OriginSni struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
@@ -706,7 +1010,7 @@ type OriginSni struct {
 
 func (x *OriginSni) Reset() {
 	*x = OriginSni{}
-	mi := &file_outpost_v1_types_proto_msgTypes[2]
+	mi := &file_outpost_v1_types_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -718,7 +1022,7 @@ func (x *OriginSni) String() string {
 func (*OriginSni) ProtoMessage() {}
 
 func (x *OriginSni) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[2]
+	mi := &file_outpost_v1_types_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -731,7 +1035,7 @@ func (x *OriginSni) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginSni.ProtoReflect.Descriptor instead.
 func (*OriginSni) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{2}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *OriginSni) GetEnabled() bool {
@@ -765,7 +1069,7 @@ type OriginSettings struct {
 
 func (x *OriginSettings) Reset() {
 	*x = OriginSettings{}
-	mi := &file_outpost_v1_types_proto_msgTypes[3]
+	mi := &file_outpost_v1_types_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +1081,7 @@ func (x *OriginSettings) String() string {
 func (*OriginSettings) ProtoMessage() {}
 
 func (x *OriginSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[3]
+	mi := &file_outpost_v1_types_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +1094,7 @@ func (x *OriginSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OriginSettings.ProtoReflect.Descriptor instead.
 func (*OriginSettings) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{3}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OriginSettings) GetSni() *OriginSni {
@@ -853,7 +1157,7 @@ type Domain struct {
 
 func (x *Domain) Reset() {
 	*x = Domain{}
-	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	mi := &file_outpost_v1_types_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -865,7 +1169,7 @@ func (x *Domain) String() string {
 func (*Domain) ProtoMessage() {}
 
 func (x *Domain) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[4]
+	mi := &file_outpost_v1_types_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -878,7 +1182,7 @@ func (x *Domain) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Domain.ProtoReflect.Descriptor instead.
 func (*Domain) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{4}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Domain) GetName() string {
@@ -991,7 +1295,7 @@ type CacheRule struct {
 
 func (x *CacheRule) Reset() {
 	*x = CacheRule{}
-	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	mi := &file_outpost_v1_types_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1003,7 +1307,7 @@ func (x *CacheRule) String() string {
 func (*CacheRule) ProtoMessage() {}
 
 func (x *CacheRule) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[5]
+	mi := &file_outpost_v1_types_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1016,7 +1320,7 @@ func (x *CacheRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheRule.ProtoReflect.Descriptor instead.
 func (*CacheRule) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{5}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *CacheRule) GetId() string {
@@ -1095,7 +1399,7 @@ type CacheSettings struct {
 
 func (x *CacheSettings) Reset() {
 	*x = CacheSettings{}
-	mi := &file_outpost_v1_types_proto_msgTypes[6]
+	mi := &file_outpost_v1_types_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1107,7 +1411,7 @@ func (x *CacheSettings) String() string {
 func (*CacheSettings) ProtoMessage() {}
 
 func (x *CacheSettings) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[6]
+	mi := &file_outpost_v1_types_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1120,7 +1424,7 @@ func (x *CacheSettings) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CacheSettings.ProtoReflect.Descriptor instead.
 func (*CacheSettings) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{6}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CacheSettings) GetRules() []*CacheRule {
@@ -1165,14 +1469,20 @@ type Certificate struct {
 	// Set when the certificate was uploaded inline for one domain's HTTPS.
 	OwnerDomain string `protobuf:"bytes,13,opt,name=owner_domain,json=ownerDomain,proto3" json:"owner_domain,omitempty"`
 	// The etcd revision of the last change to this certificate.
-	Revision      int64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	Revision int64 `protobuf:"varint,14,opt,name=revision,proto3" json:"revision,omitempty"`
+	// How far clients can trust the chain.
+	ChainTrust ChainTrust `protobuf:"varint,15,opt,name=chain_trust,json=chainTrust,proto3,enum=outpost.v1.ChainTrust" json:"chain_trust,omitempty"`
+	// 1 at upload, plus one at each RenewCertificate.
+	Version uint32 `protobuf:"varint,16,opt,name=version,proto3" json:"version,omitempty"`
+	// How the certificate came to be.
+	Source        CertificateSource `protobuf:"varint,17,opt,name=source,proto3,enum=outpost.v1.CertificateSource" json:"source,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Certificate) Reset() {
 	*x = Certificate{}
-	mi := &file_outpost_v1_types_proto_msgTypes[7]
+	mi := &file_outpost_v1_types_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1494,7 @@ func (x *Certificate) String() string {
 func (*Certificate) ProtoMessage() {}
 
 func (x *Certificate) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[7]
+	mi := &file_outpost_v1_types_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1507,7 @@ func (x *Certificate) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Certificate.ProtoReflect.Descriptor instead.
 func (*Certificate) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{7}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Certificate) GetId() string {
@@ -1298,6 +1608,27 @@ func (x *Certificate) GetRevision() int64 {
 	return 0
 }
 
+func (x *Certificate) GetChainTrust() ChainTrust {
+	if x != nil {
+		return x.ChainTrust
+	}
+	return ChainTrust_CHAIN_TRUST_UNSPECIFIED
+}
+
+func (x *Certificate) GetVersion() uint32 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Certificate) GetSource() CertificateSource {
+	if x != nil {
+		return x.Source
+	}
+	return CertificateSource_CERTIFICATE_SOURCE_UNSPECIFIED
+}
+
 // Account owns domains and certificates.
 type Account struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
@@ -1316,7 +1647,7 @@ type Account struct {
 
 func (x *Account) Reset() {
 	*x = Account{}
-	mi := &file_outpost_v1_types_proto_msgTypes[8]
+	mi := &file_outpost_v1_types_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1659,7 @@ func (x *Account) String() string {
 func (*Account) ProtoMessage() {}
 
 func (x *Account) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[8]
+	mi := &file_outpost_v1_types_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1672,7 @@ func (x *Account) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Account.ProtoReflect.Descriptor instead.
 func (*Account) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{8}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Account) GetId() string {
@@ -1403,7 +1734,7 @@ type ContentQuota struct {
 
 func (x *ContentQuota) Reset() {
 	*x = ContentQuota{}
-	mi := &file_outpost_v1_types_proto_msgTypes[9]
+	mi := &file_outpost_v1_types_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1415,7 +1746,7 @@ func (x *ContentQuota) String() string {
 func (*ContentQuota) ProtoMessage() {}
 
 func (x *ContentQuota) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[9]
+	mi := &file_outpost_v1_types_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1428,7 +1759,7 @@ func (x *ContentQuota) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ContentQuota.ProtoReflect.Descriptor instead.
 func (*ContentQuota) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{9}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ContentQuota) GetRefreshUrls() uint32 {
@@ -1474,7 +1805,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_outpost_v1_types_proto_msgTypes[10]
+	mi := &file_outpost_v1_types_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1817,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[10]
+	mi := &file_outpost_v1_types_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1830,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{10}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Token) GetId() string {
@@ -1548,7 +1879,7 @@ type Location struct {
 
 func (x *Location) Reset() {
 	*x = Location{}
-	mi := &file_outpost_v1_types_proto_msgTypes[11]
+	mi := &file_outpost_v1_types_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1560,7 +1891,7 @@ func (x *Location) String() string {
 func (*Location) ProtoMessage() {}
 
 func (x *Location) ProtoReflect() protoreflect.Message {
-	mi := &file_outpost_v1_types_proto_msgTypes[11]
+	mi := &file_outpost_v1_types_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1573,7 +1904,7 @@ func (x *Location) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Location.ProtoReflect.Descriptor instead.
 func (*Location) Descriptor() ([]byte, []int) {
-	return file_outpost_v1_types_proto_rawDescGZIP(), []int{11}
+	return file_outpost_v1_types_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Location) GetLatitude() float64 {
@@ -1601,12 +1932,18 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x12\n" +
 	"\x04port\x18\x03 \x01(\rR\x04port\x126\n" +
 	"\bpriority\x18\x04 \x01(\x0e2\x1a.outpost.v1.OriginPriorityR\bpriority\x12\x16\n" +
-	"\x06weight\x18\x05 \x01(\rR\x06weight\"\xb5\x01\n" +
+	"\x06weight\x18\x05 \x01(\rR\x06weight\"\xe6\x01\n" +
 	"\rHttpsSettings\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12%\n" +
 	"\x0ecertificate_id\x18\x02 \x01(\tR\rcertificateId\x126\n" +
 	"\bredirect\x18\x03 \x01(\x0e2\x1a.outpost.v1.RedirectPolicyR\bredirect\x12+\n" +
-	"\x11certificate_owned\x18\x04 \x01(\bR\x10certificateOwned\";\n" +
+	"\x11certificate_owned\x18\x04 \x01(\bR\x10certificateOwned\x12/\n" +
+	"\x04free\x18\x05 \x01(\v2\x1b.outpost.v1.FreeCertificateR\x04free\"\xc6\x01\n" +
+	"\x0fFreeCertificate\x129\n" +
+	"\x06status\x18\x01 \x01(\x0e2!.outpost.v1.FreeCertificateStatusR\x06status\x12\x14\n" +
+	"\x05error\x18\x02 \x01(\tR\x05error\x12F\n" +
+	"\x11next_attempt_time\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptTime\x12\x1a\n" +
+	"\battempts\x18\x04 \x01(\rR\battempts\";\n" +
 	"\tOriginSni\x12\x18\n" +
 	"\aenabled\x18\x01 \x01(\bR\aenabled\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"\xec\x01\n" +
@@ -1645,7 +1982,7 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\rCacheSettings\x12+\n" +
 	"\x05rules\x18\x01 \x03(\v2\x15.outpost.v1.CacheRuleR\x05rules\x12!\n" +
 	"\fignore_query\x18\x02 \x01(\bR\vignoreQuery\x12!\n" +
-	"\fauto_refresh\x18\x03 \x01(\bR\vautoRefresh\"\x99\x04\n" +
+	"\fauto_refresh\x18\x03 \x01(\bR\vautoRefresh\"\xa3\x05\n" +
 	"\vCertificate\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x18\n" +
@@ -1664,7 +2001,11 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\vcreate_time\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"createTime\x12!\n" +
 	"\fowner_domain\x18\r \x01(\tR\vownerDomain\x12\x1a\n" +
-	"\brevision\x18\x0e \x01(\x03R\brevision\"\xfe\x01\n" +
+	"\brevision\x18\x0e \x01(\x03R\brevision\x127\n" +
+	"\vchain_trust\x18\x0f \x01(\x0e2\x16.outpost.v1.ChainTrustR\n" +
+	"chainTrust\x12\x18\n" +
+	"\aversion\x18\x10 \x01(\rR\aversion\x125\n" +
+	"\x06source\x18\x11 \x01(\x0e2\x1d.outpost.v1.CertificateSourceR\x06source\"\xfe\x01\n" +
 	"\aAccount\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fdisplay_name\x18\x02 \x01(\tR\vdisplayName\x12!\n" +
@@ -1719,7 +2060,12 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\x1bREDIRECT_POLICY_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13REDIRECT_POLICY_OFF\x10\x01\x12\x19\n" +
 	"\x15REDIRECT_POLICY_HTTPS\x10\x02\x12\x18\n" +
-	"\x14REDIRECT_POLICY_HTTP\x10\x03*\xa4\x01\n" +
+	"\x14REDIRECT_POLICY_HTTP\x10\x03*\xae\x01\n" +
+	"\x15FreeCertificateStatus\x12'\n" +
+	"#FREE_CERTIFICATE_STATUS_UNSPECIFIED\x10\x00\x12$\n" +
+	" FREE_CERTIFICATE_STATUS_APPLYING\x10\x01\x12\"\n" +
+	"\x1eFREE_CERTIFICATE_STATUS_ISSUED\x10\x02\x12\"\n" +
+	"\x1eFREE_CERTIFICATE_STATUS_FAILED\x10\x03*\xa4\x01\n" +
 	"\x14OriginProtocolPolicy\x12&\n" +
 	"\"ORIGIN_PROTOCOL_POLICY_UNSPECIFIED\x10\x00\x12!\n" +
 	"\x1dORIGIN_PROTOCOL_POLICY_FOLLOW\x10\x01\x12\x1f\n" +
@@ -1733,7 +2079,24 @@ const file_outpost_v1_types_proto_rawDesc = "" +
 	"\x11KEY_TYPE_RSA_2048\x10\x04\x12\x15\n" +
 	"\x11KEY_TYPE_RSA_3072\x10\x05\x12\x15\n" +
 	"\x11KEY_TYPE_RSA_4096\x10\x06\x12\x14\n" +
-	"\x10KEY_TYPE_ED25519\x10\a*b\n" +
+	"\x10KEY_TYPE_ED25519\x10\a*x\n" +
+	"\n" +
+	"ChainTrust\x12\x1b\n" +
+	"\x17CHAIN_TRUST_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13CHAIN_TRUST_TRUSTED\x10\x01\x12\x19\n" +
+	"\x15CHAIN_TRUST_LEGACY_CA\x10\x02\x12\x19\n" +
+	"\x15CHAIN_TRUST_UNTRUSTED\x10\x03*\x91\x01\n" +
+	"\x11CertificateSource\x12\"\n" +
+	"\x1eCERTIFICATE_SOURCE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bCERTIFICATE_SOURCE_UPLOADED\x10\x01\x12\x1a\n" +
+	"\x16CERTIFICATE_SOURCE_CSR\x10\x02\x12\x1b\n" +
+	"\x17CERTIFICATE_SOURCE_ACME\x10\x03*\xb6\x01\n" +
+	"\x10CertificateState\x12!\n" +
+	"\x1dCERTIFICATE_STATE_UNSPECIFIED\x10\x00\x12\x1b\n" +
+	"\x17CERTIFICATE_STATE_VALID\x10\x01\x12\x1e\n" +
+	"\x1aCERTIFICATE_STATE_EXPIRING\x10\x02\x12\x1d\n" +
+	"\x19CERTIFICATE_STATE_EXPIRED\x10\x03\x12#\n" +
+	"\x1fCERTIFICATE_STATE_NOT_YET_VALID\x10\x04*b\n" +
 	"\x04Role\x12\x14\n" +
 	"\x10ROLE_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -1754,8 +2117,8 @@ func file_outpost_v1_types_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_types_proto_rawDescData
 }
 
-var file_outpost_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 9)
-var file_outpost_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
+var file_outpost_v1_types_proto_enumTypes = make([]protoimpl.EnumInfo, 13)
+var file_outpost_v1_types_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_outpost_v1_types_proto_goTypes = []any{
 	(OriginType)(0),               // 0: outpost.v1.OriginType
 	(OriginPriority)(0),           // 1: outpost.v1.OriginPriority
@@ -1763,54 +2126,64 @@ var file_outpost_v1_types_proto_goTypes = []any{
 	(Scope)(0),                    // 3: outpost.v1.Scope
 	(DomainStatus)(0),             // 4: outpost.v1.DomainStatus
 	(RedirectPolicy)(0),           // 5: outpost.v1.RedirectPolicy
-	(OriginProtocolPolicy)(0),     // 6: outpost.v1.OriginProtocolPolicy
-	(KeyType)(0),                  // 7: outpost.v1.KeyType
-	(Role)(0),                     // 8: outpost.v1.Role
-	(*Origin)(nil),                // 9: outpost.v1.Origin
-	(*HttpsSettings)(nil),         // 10: outpost.v1.HttpsSettings
-	(*OriginSni)(nil),             // 11: outpost.v1.OriginSni
-	(*OriginSettings)(nil),        // 12: outpost.v1.OriginSettings
-	(*Domain)(nil),                // 13: outpost.v1.Domain
-	(*CacheRule)(nil),             // 14: outpost.v1.CacheRule
-	(*CacheSettings)(nil),         // 15: outpost.v1.CacheSettings
-	(*Certificate)(nil),           // 16: outpost.v1.Certificate
-	(*Account)(nil),               // 17: outpost.v1.Account
-	(*ContentQuota)(nil),          // 18: outpost.v1.ContentQuota
-	(*Token)(nil),                 // 19: outpost.v1.Token
-	(*Location)(nil),              // 20: outpost.v1.Location
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 22: google.protobuf.Duration
+	(FreeCertificateStatus)(0),    // 6: outpost.v1.FreeCertificateStatus
+	(OriginProtocolPolicy)(0),     // 7: outpost.v1.OriginProtocolPolicy
+	(KeyType)(0),                  // 8: outpost.v1.KeyType
+	(ChainTrust)(0),               // 9: outpost.v1.ChainTrust
+	(CertificateSource)(0),        // 10: outpost.v1.CertificateSource
+	(CertificateState)(0),         // 11: outpost.v1.CertificateState
+	(Role)(0),                     // 12: outpost.v1.Role
+	(*Origin)(nil),                // 13: outpost.v1.Origin
+	(*HttpsSettings)(nil),         // 14: outpost.v1.HttpsSettings
+	(*FreeCertificate)(nil),       // 15: outpost.v1.FreeCertificate
+	(*OriginSni)(nil),             // 16: outpost.v1.OriginSni
+	(*OriginSettings)(nil),        // 17: outpost.v1.OriginSettings
+	(*Domain)(nil),                // 18: outpost.v1.Domain
+	(*CacheRule)(nil),             // 19: outpost.v1.CacheRule
+	(*CacheSettings)(nil),         // 20: outpost.v1.CacheSettings
+	(*Certificate)(nil),           // 21: outpost.v1.Certificate
+	(*Account)(nil),               // 22: outpost.v1.Account
+	(*ContentQuota)(nil),          // 23: outpost.v1.ContentQuota
+	(*Token)(nil),                 // 24: outpost.v1.Token
+	(*Location)(nil),              // 25: outpost.v1.Location
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
 }
 var file_outpost_v1_types_proto_depIdxs = []int32{
 	0,  // 0: outpost.v1.Origin.type:type_name -> outpost.v1.OriginType
 	1,  // 1: outpost.v1.Origin.priority:type_name -> outpost.v1.OriginPriority
 	5,  // 2: outpost.v1.HttpsSettings.redirect:type_name -> outpost.v1.RedirectPolicy
-	11, // 3: outpost.v1.OriginSettings.sni:type_name -> outpost.v1.OriginSni
-	6,  // 4: outpost.v1.OriginSettings.protocol_policy:type_name -> outpost.v1.OriginProtocolPolicy
-	4,  // 5: outpost.v1.Domain.status:type_name -> outpost.v1.DomainStatus
-	2,  // 6: outpost.v1.Domain.business_type:type_name -> outpost.v1.BusinessType
-	3,  // 7: outpost.v1.Domain.scope:type_name -> outpost.v1.Scope
-	9,  // 8: outpost.v1.Domain.origins:type_name -> outpost.v1.Origin
-	10, // 9: outpost.v1.Domain.https:type_name -> outpost.v1.HttpsSettings
-	12, // 10: outpost.v1.Domain.origin_settings:type_name -> outpost.v1.OriginSettings
-	21, // 11: outpost.v1.Domain.create_time:type_name -> google.protobuf.Timestamp
-	21, // 12: outpost.v1.Domain.update_time:type_name -> google.protobuf.Timestamp
-	15, // 13: outpost.v1.Domain.cache:type_name -> outpost.v1.CacheSettings
-	22, // 14: outpost.v1.CacheRule.ttl:type_name -> google.protobuf.Duration
-	14, // 15: outpost.v1.CacheSettings.rules:type_name -> outpost.v1.CacheRule
-	21, // 16: outpost.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
-	21, // 17: outpost.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
-	7,  // 18: outpost.v1.Certificate.key_type:type_name -> outpost.v1.KeyType
-	21, // 19: outpost.v1.Certificate.create_time:type_name -> google.protobuf.Timestamp
-	21, // 20: outpost.v1.Account.create_time:type_name -> google.protobuf.Timestamp
-	18, // 21: outpost.v1.Account.content_quota:type_name -> outpost.v1.ContentQuota
-	8,  // 22: outpost.v1.Token.role:type_name -> outpost.v1.Role
-	21, // 23: outpost.v1.Token.create_time:type_name -> google.protobuf.Timestamp
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	15, // 3: outpost.v1.HttpsSettings.free:type_name -> outpost.v1.FreeCertificate
+	6,  // 4: outpost.v1.FreeCertificate.status:type_name -> outpost.v1.FreeCertificateStatus
+	26, // 5: outpost.v1.FreeCertificate.next_attempt_time:type_name -> google.protobuf.Timestamp
+	16, // 6: outpost.v1.OriginSettings.sni:type_name -> outpost.v1.OriginSni
+	7,  // 7: outpost.v1.OriginSettings.protocol_policy:type_name -> outpost.v1.OriginProtocolPolicy
+	4,  // 8: outpost.v1.Domain.status:type_name -> outpost.v1.DomainStatus
+	2,  // 9: outpost.v1.Domain.business_type:type_name -> outpost.v1.BusinessType
+	3,  // 10: outpost.v1.Domain.scope:type_name -> outpost.v1.Scope
+	13, // 11: outpost.v1.Domain.origins:type_name -> outpost.v1.Origin
+	14, // 12: outpost.v1.Domain.https:type_name -> outpost.v1.HttpsSettings
+	17, // 13: outpost.v1.Domain.origin_settings:type_name -> outpost.v1.OriginSettings
+	26, // 14: outpost.v1.Domain.create_time:type_name -> google.protobuf.Timestamp
+	26, // 15: outpost.v1.Domain.update_time:type_name -> google.protobuf.Timestamp
+	20, // 16: outpost.v1.Domain.cache:type_name -> outpost.v1.CacheSettings
+	27, // 17: outpost.v1.CacheRule.ttl:type_name -> google.protobuf.Duration
+	19, // 18: outpost.v1.CacheSettings.rules:type_name -> outpost.v1.CacheRule
+	26, // 19: outpost.v1.Certificate.not_before:type_name -> google.protobuf.Timestamp
+	26, // 20: outpost.v1.Certificate.not_after:type_name -> google.protobuf.Timestamp
+	8,  // 21: outpost.v1.Certificate.key_type:type_name -> outpost.v1.KeyType
+	26, // 22: outpost.v1.Certificate.create_time:type_name -> google.protobuf.Timestamp
+	9,  // 23: outpost.v1.Certificate.chain_trust:type_name -> outpost.v1.ChainTrust
+	10, // 24: outpost.v1.Certificate.source:type_name -> outpost.v1.CertificateSource
+	26, // 25: outpost.v1.Account.create_time:type_name -> google.protobuf.Timestamp
+	23, // 26: outpost.v1.Account.content_quota:type_name -> outpost.v1.ContentQuota
+	12, // 27: outpost.v1.Token.role:type_name -> outpost.v1.Role
+	26, // 28: outpost.v1.Token.create_time:type_name -> google.protobuf.Timestamp
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_outpost_v1_types_proto_init() }
@@ -1818,7 +2191,7 @@ func file_outpost_v1_types_proto_init() {
 	if File_outpost_v1_types_proto != nil {
 		return
 	}
-	file_outpost_v1_types_proto_msgTypes[5].OneofWrappers = []any{
+	file_outpost_v1_types_proto_msgTypes[6].OneofWrappers = []any{
 		(*CacheRule_PathPrefix)(nil),
 		(*CacheRule_Extension)(nil),
 	}
@@ -1827,8 +2200,8 @@ func file_outpost_v1_types_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_types_proto_rawDesc), len(file_outpost_v1_types_proto_rawDesc)),
-			NumEnums:      9,
-			NumMessages:   12,
+			NumEnums:      13,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -704,11 +704,135 @@ func (x *StoredGossipKeyring) GetFingerprints() []string {
 	return nil
 }
 
+// StoredCsr is a CSR the controller made, with its private key sealed.
+type StoredCsr struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           *v1.Csr                `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	PrivateKey    *SealedSecret          `protobuf:"bytes,2,opt,name=private_key,json=privateKey,proto3" json:"private_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredCsr) Reset() {
+	*x = StoredCsr{}
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredCsr) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredCsr) ProtoMessage() {}
+
+func (x *StoredCsr) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredCsr.ProtoReflect.Descriptor instead.
+func (*StoredCsr) Descriptor() ([]byte, []int) {
+	return file_outpost_storage_v1_storage_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *StoredCsr) GetCsr() *v1.Csr {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+func (x *StoredCsr) GetPrivateKey() *SealedSecret {
+	if x != nil {
+		return x.PrivateKey
+	}
+	return nil
+}
+
+// AcmeAccount is the controllers' account with an ACME CA.
+type AcmeAccount struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	DirectoryUrl string                 `protobuf:"bytes,1,opt,name=directory_url,json=directoryUrl,proto3" json:"directory_url,omitempty"`
+	// The account URL the CA returned at registration.
+	Uri   string `protobuf:"bytes,2,opt,name=uri,proto3" json:"uri,omitempty"`
+	Email string `protobuf:"bytes,3,opt,name=email,proto3" json:"email,omitempty"`
+	// The account key, PKCS#8 DER, sealed.
+	PrivateKey    *SealedSecret `protobuf:"bytes,4,opt,name=private_key,json=privateKey,proto3" json:"private_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AcmeAccount) Reset() {
+	*x = AcmeAccount{}
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AcmeAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AcmeAccount) ProtoMessage() {}
+
+func (x *AcmeAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AcmeAccount.ProtoReflect.Descriptor instead.
+func (*AcmeAccount) Descriptor() ([]byte, []int) {
+	return file_outpost_storage_v1_storage_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *AcmeAccount) GetDirectoryUrl() string {
+	if x != nil {
+		return x.DirectoryUrl
+	}
+	return ""
+}
+
+func (x *AcmeAccount) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *AcmeAccount) GetEmail() string {
+	if x != nil {
+		return x.Email
+	}
+	return ""
+}
+
+func (x *AcmeAccount) GetPrivateKey() *SealedSecret {
+	if x != nil {
+		return x.PrivateKey
+	}
+	return nil
+}
+
 var File_outpost_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	" outpost/storage/v1/storage.proto\x12\x12outpost.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17outpost/v1/config.proto\x1a\x18outpost/v1/content.proto\x1a\x15outpost/v1/node.proto\x1a\x16outpost/v1/types.proto\"o\n" +
+	" outpost/storage/v1/storage.proto\x12\x12outpost.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17outpost/v1/config.proto\x1a\x1coutpost/v1/certificate.proto\x1a\x18outpost/v1/content.proto\x1a\x15outpost/v1/node.proto\x1a\x16outpost/v1/types.proto\"o\n" +
 	"\fSealedSecret\x12\x15\n" +
 	"\x06kek_id\x18\x01 \x01(\tR\x05kekId\x12(\n" +
 	"\x10wrapped_data_key\x18\x02 \x01(\fR\x0ewrappedDataKey\x12\x1e\n" +
@@ -761,7 +885,17 @@ const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"\rprefetch_urls\x18\x04 \x01(\rR\fprefetchUrls\"o\n" +
 	"\x13StoredGossipKeyring\x124\n" +
 	"\x04keys\x18\x01 \x01(\v2 .outpost.storage.v1.SealedSecretR\x04keys\x12\"\n" +
-	"\ffingerprints\x18\x02 \x03(\tR\ffingerprintsBCZAgithub.com/outpost-cdn/outpost/proto/outpost/storage/v1;storagev1b\x06proto3"
+	"\ffingerprints\x18\x02 \x03(\tR\ffingerprints\"q\n" +
+	"\tStoredCsr\x12!\n" +
+	"\x03csr\x18\x01 \x01(\v2\x0f.outpost.v1.CsrR\x03csr\x12A\n" +
+	"\vprivate_key\x18\x02 \x01(\v2 .outpost.storage.v1.SealedSecretR\n" +
+	"privateKey\"\x9d\x01\n" +
+	"\vAcmeAccount\x12#\n" +
+	"\rdirectory_url\x18\x01 \x01(\tR\fdirectoryUrl\x12\x10\n" +
+	"\x03uri\x18\x02 \x01(\tR\x03uri\x12\x14\n" +
+	"\x05email\x18\x03 \x01(\tR\x05email\x12A\n" +
+	"\vprivate_key\x18\x04 \x01(\v2 .outpost.storage.v1.SealedSecretR\n" +
+	"privateKeyBCZAgithub.com/outpost-cdn/outpost/proto/outpost/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_outpost_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -775,7 +909,7 @@ func file_outpost_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_outpost_storage_v1_storage_proto_rawDescData
 }
 
-var file_outpost_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_outpost_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_outpost_storage_v1_storage_proto_goTypes = []any{
 	(*SealedSecret)(nil),          // 0: outpost.storage.v1.SealedSecret
 	(*StoredCertificate)(nil),     // 1: outpost.storage.v1.StoredCertificate
@@ -788,39 +922,45 @@ var file_outpost_storage_v1_storage_proto_goTypes = []any{
 	(*TaskProgress)(nil),          // 8: outpost.storage.v1.TaskProgress
 	(*ContentQuotaUsage)(nil),     // 9: outpost.storage.v1.ContentQuotaUsage
 	(*StoredGossipKeyring)(nil),   // 10: outpost.storage.v1.StoredGossipKeyring
-	(*v1.Certificate)(nil),        // 11: outpost.v1.Certificate
-	(*v1.Token)(nil),              // 12: outpost.v1.Token
-	(*v1.NodeInfo)(nil),           // 13: outpost.v1.NodeInfo
-	(*v1.Nack)(nil),               // 14: outpost.v1.Nack
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*v1.Domain)(nil),             // 16: outpost.v1.Domain
-	(*v1.Purge)(nil),              // 17: outpost.v1.Purge
-	(*v1.Prefetch)(nil),           // 18: outpost.v1.Prefetch
-	(*v1.Task)(nil),               // 19: outpost.v1.Task
-	(*v1.TaskReport)(nil),         // 20: outpost.v1.TaskReport
+	(*StoredCsr)(nil),             // 11: outpost.storage.v1.StoredCsr
+	(*AcmeAccount)(nil),           // 12: outpost.storage.v1.AcmeAccount
+	(*v1.Certificate)(nil),        // 13: outpost.v1.Certificate
+	(*v1.Token)(nil),              // 14: outpost.v1.Token
+	(*v1.NodeInfo)(nil),           // 15: outpost.v1.NodeInfo
+	(*v1.Nack)(nil),               // 16: outpost.v1.Nack
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*v1.Domain)(nil),             // 18: outpost.v1.Domain
+	(*v1.Purge)(nil),              // 19: outpost.v1.Purge
+	(*v1.Prefetch)(nil),           // 20: outpost.v1.Prefetch
+	(*v1.Task)(nil),               // 21: outpost.v1.Task
+	(*v1.TaskReport)(nil),         // 22: outpost.v1.TaskReport
+	(*v1.Csr)(nil),                // 23: outpost.v1.Csr
 }
 var file_outpost_storage_v1_storage_proto_depIdxs = []int32{
-	11, // 0: outpost.storage.v1.StoredCertificate.certificate:type_name -> outpost.v1.Certificate
+	13, // 0: outpost.storage.v1.StoredCertificate.certificate:type_name -> outpost.v1.Certificate
 	0,  // 1: outpost.storage.v1.StoredCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
-	12, // 2: outpost.storage.v1.StoredToken.token:type_name -> outpost.v1.Token
-	13, // 3: outpost.storage.v1.NodeRecord.info:type_name -> outpost.v1.NodeInfo
-	14, // 4: outpost.storage.v1.NodeRecord.last_nack:type_name -> outpost.v1.Nack
-	15, // 5: outpost.storage.v1.NodeRecord.last_seen:type_name -> google.protobuf.Timestamp
-	16, // 6: outpost.storage.v1.NodeSnapshot.domains:type_name -> outpost.v1.Domain
+	14, // 2: outpost.storage.v1.StoredToken.token:type_name -> outpost.v1.Token
+	15, // 3: outpost.storage.v1.NodeRecord.info:type_name -> outpost.v1.NodeInfo
+	16, // 4: outpost.storage.v1.NodeRecord.last_nack:type_name -> outpost.v1.Nack
+	17, // 5: outpost.storage.v1.NodeRecord.last_seen:type_name -> google.protobuf.Timestamp
+	18, // 6: outpost.storage.v1.NodeSnapshot.domains:type_name -> outpost.v1.Domain
 	6,  // 7: outpost.storage.v1.NodeSnapshot.certificates:type_name -> outpost.storage.v1.NodeCertificate
-	17, // 8: outpost.storage.v1.NodeSnapshot.purges:type_name -> outpost.v1.Purge
-	18, // 9: outpost.storage.v1.NodeSnapshot.prefetches:type_name -> outpost.v1.Prefetch
+	19, // 8: outpost.storage.v1.NodeSnapshot.purges:type_name -> outpost.v1.Purge
+	20, // 9: outpost.storage.v1.NodeSnapshot.prefetches:type_name -> outpost.v1.Prefetch
 	0,  // 10: outpost.storage.v1.NodeSnapshot.gossip_keyring:type_name -> outpost.storage.v1.SealedSecret
 	0,  // 11: outpost.storage.v1.NodeCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
-	19, // 12: outpost.storage.v1.StoredTask.task:type_name -> outpost.v1.Task
-	20, // 13: outpost.storage.v1.TaskProgress.report:type_name -> outpost.v1.TaskReport
-	15, // 14: outpost.storage.v1.TaskProgress.report_time:type_name -> google.protobuf.Timestamp
+	21, // 12: outpost.storage.v1.StoredTask.task:type_name -> outpost.v1.Task
+	22, // 13: outpost.storage.v1.TaskProgress.report:type_name -> outpost.v1.TaskReport
+	17, // 14: outpost.storage.v1.TaskProgress.report_time:type_name -> google.protobuf.Timestamp
 	0,  // 15: outpost.storage.v1.StoredGossipKeyring.keys:type_name -> outpost.storage.v1.SealedSecret
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	23, // 16: outpost.storage.v1.StoredCsr.csr:type_name -> outpost.v1.Csr
+	0,  // 17: outpost.storage.v1.StoredCsr.private_key:type_name -> outpost.storage.v1.SealedSecret
+	0,  // 18: outpost.storage.v1.AcmeAccount.private_key:type_name -> outpost.storage.v1.SealedSecret
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_outpost_storage_v1_storage_proto_init() }
@@ -834,7 +974,7 @@ func file_outpost_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_storage_v1_storage_proto_rawDesc), len(file_outpost_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
