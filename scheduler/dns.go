@@ -23,8 +23,21 @@ type dnsServer struct {
 	tcp    *dns.Server
 }
 
+// newDNSServer is a server of zone that is not listening yet.
+func newDNSServer(zone string, ttl time.Duration, log *slog.Logger, router *Scheduler) *dnsServer {
+	return &dnsServer{zone: dns.Fqdn(strings.ToLower(zone)), ttl: uint32(ttl / time.Second), log: log, router: router}
+}
+
+// handler answers the zone and refuses every other name.
+func (d *dnsServer) handler() dns.Handler {
+	mux := dns.NewServeMux()
+	mux.HandleFunc(d.zone, d.serve)
+	mux.HandleFunc(".", refuse)
+	return mux
+}
+
 func startDNS(addr, zone string, ttl time.Duration, log *slog.Logger, router *Scheduler) (*dnsServer, error) {
-	d := &dnsServer{zone: dns.Fqdn(strings.ToLower(zone)), ttl: uint32(ttl / time.Second), log: log, router: router}
+	d := newDNSServer(zone, ttl, log, router)
 	tl, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("scheduler DNS listen tcp %s: %w", addr, err)
@@ -36,12 +49,12 @@ func startDNS(addr, zone string, ttl time.Duration, log *slog.Logger, router *Sc
 		return nil, fmt.Errorf("scheduler DNS listen udp %s: %w", tl.Addr(), err)
 	}
 	d.addr = tl.Addr().String()
-	mux := dns.NewServeMux()
-	mux.HandleFunc(d.zone, d.serve)
-	mux.HandleFunc(".", refuse)
+	mux := d.handler()
 	started := make(chan struct{}, 2)
 	notify := func() { started <- struct{}{} }
-	d.udp = &dns.Server{PacketConn: pc, Handler: mux, NotifyStartedFunc: notify}
+	// UDPSize is the read buffer: without it miekg/dns reads 512 bytes and
+	// answers FORMERR to a larger query (EDNS padding, cookies).
+	d.udp = &dns.Server{PacketConn: pc, Handler: mux, UDPSize: maxUDP, NotifyStartedFunc: notify}
 	d.tcp = &dns.Server{Listener: tl, Handler: mux, NotifyStartedFunc: notify}
 	for _, srv := range []*dns.Server{d.udp, d.tcp} {
 		go func() {
