@@ -40,6 +40,9 @@ func (c *Controller) addCertificate(ctx context.Context, t *store.Txn, account, 
 	cert.Account = account
 	cert.CreateTime = c.timestamp()
 	cert.OwnerDomain = ownerDomain
+	cert.Version = 1
+	cert.Source = outpostv1.CertificateSource_CERTIFICATE_SOURCE_UPLOADED
+	cert.ChainTrust = certs.ChainTrust(parsed.Chain, nil, c.cfg.Now())
 	if _, err := t.Guard(ctx, store.CertKey(id)); err != nil {
 		return nil, err
 	}
@@ -67,6 +70,7 @@ func (c *Controller) ownCertificate(ctx context.Context, t *store.Txn, id string
 		return nil, certificateNotFound(id)
 	}
 	sc.Certificate.Revision = t.ModRevision(store.CertKey(id))
+	c.completeCertificate(sc.GetCertificate())
 	return sc, nil
 }
 
@@ -100,24 +104,27 @@ func (s *certificateService) GetCertificate(ctx context.Context, req *outpostv1.
 
 func (s *certificateService) ListCertificates(ctx context.Context, req *outpostv1.ListCertificatesRequest) (*outpostv1.ListCertificatesResponse, error) {
 	c, p := s.c, principalFrom(ctx)
-	ids, next, err := c.indexPage(ctx, store.AccountCertsPrefix(p.Account), req.GetPageToken(), req.GetPageSize())
+	match, err := c.certificateFilter(req)
 	if err != nil {
 		return nil, err
 	}
-	resp := &outpostv1.ListCertificatesResponse{NextPageToken: next}
-	for _, id := range ids {
-		sc := &storagev1.StoredCertificate{}
-		rev, found, err := c.store.Get(ctx, store.CertKey(id), sc)
-		if err != nil {
-			return nil, err
-		}
-		if !found || sc.GetCertificate().GetAccount() != p.Account {
-			continue
-		}
-		sc.Certificate.Revision = rev
-		resp.Certificates = append(resp.Certificates, sc.GetCertificate())
+	list, next, err := scanIndex(ctx, c, store.AccountCertsPrefix(p.Account), req.GetPageToken(), req.GetPageSize(),
+		func(ctx context.Context, t *store.Txn, ids []string) ([]*outpostv1.Certificate, error) {
+			all, err := c.readCertificates(ctx, t, p.Account, ids)
+			if err != nil {
+				return nil, err
+			}
+			for i, cert := range all {
+				if cert != nil && !match(cert) {
+					all[i] = nil
+				}
+			}
+			return all, nil
+		})
+	if err != nil {
+		return nil, err
 	}
-	return resp, nil
+	return &outpostv1.ListCertificatesResponse{Certificates: list, NextPageToken: next}, nil
 }
 
 func (s *certificateService) DeleteCertificate(ctx context.Context, req *outpostv1.DeleteCertificateRequest) (*outpostv1.DeleteCertificateResponse, error) {

@@ -70,6 +70,40 @@ type Config struct {
 	// TokenRecheck is how often an open config stream checks that its node
 	// token was not revoked. Default 10s.
 	TokenRecheck time.Duration
+	// RewrapInterval is how often the controller re-wraps the sealed
+	// secrets in etcd that are not under its primary key-encryption key,
+	// after a first run at start. It runs only with a keyring of more than
+	// one key. Default 10 minutes; negative never re-wraps in the
+	// background (RewrapSecrets still does).
+	RewrapInterval time.Duration
+	// AcmeDirectoryURL is the directory of the ACME CA (RFC 8555) that
+	// issues free certificates (EnableHttps with free), for example
+	// https://acme-v02.api.letsencrypt.org/directory. Empty (the default)
+	// disables free certificates. Every controller sharing an etcd should
+	// have the same value: the one elected to issue uses its own.
+	AcmeDirectoryURL string
+	// AcmeEmail is the contact address of the account registered with the
+	// CA. Optional.
+	AcmeEmail string
+	// AcmeCARoots is PEM of the root certificates to trust for the CA's
+	// HTTPS (the directory and everything under it) instead of the system
+	// roots: for a private or test CA such as Pebble. AcmeCARootsFile reads
+	// the same from a file.
+	AcmeCARoots     string
+	AcmeCARootsFile string
+	// AcmeRenewBefore is how long before it expires a free certificate is
+	// renewed. Default 720h (30 days). A certificate whose whole life is
+	// shorter than three times this is renewed when a third of its life
+	// remains.
+	AcmeRenewBefore time.Duration
+	// AcmeRetryMin is the wait before the first retry of a free certificate
+	// that failed; each further failure doubles it, up to a day. Default
+	// 10 minutes.
+	AcmeRetryMin time.Duration
+	// AcmeChallengeWait bounds how long the issuing controller waits for
+	// the connected edge nodes to apply an HTTP-01 challenge response
+	// before it asks the CA to validate. Default 10s.
+	AcmeChallengeWait time.Duration
 	// Logger receives structured logs; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests; default time.Now.
@@ -129,6 +163,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	c.KeyringText = os.Getenv("OUTPOST_KEYRING")
 	fs.StringVar(&c.BootstrapTokenFile, "bootstrap-token-file", cmdutil.Env("OUTPOST_BOOTSTRAP_TOKEN_FILE", ""), "file holding a secret to install as an operator token at start (or env OUTPOST_BOOTSTRAP_TOKEN)")
 	c.BootstrapToken = os.Getenv("OUTPOST_BOOTSTRAP_TOKEN")
+	rewrap, err := time.ParseDuration(cmdutil.Env("OUTPOST_REWRAP_INTERVAL", "10m"))
+	if err != nil {
+		rewrap = defaultRewrapInterval
+	}
+	fs.DurationVar(&c.RewrapInterval, "rewrap-interval", rewrap, "how often to re-wrap sealed secrets not under the keyring's primary key (with a keyring of two keys or more); negative: only on request (env OUTPOST_REWRAP_INTERVAL)")
+	fs.StringVar(&c.AcmeDirectoryURL, "acme-directory-url", cmdutil.Env("OUTPOST_ACME_DIRECTORY_URL", ""), "directory URL of the ACME CA that issues free certificates (EnableHttps free); empty disables them (env OUTPOST_ACME_DIRECTORY_URL)")
+	fs.StringVar(&c.AcmeEmail, "acme-email", cmdutil.Env("OUTPOST_ACME_EMAIL", ""), "contact e-mail of the account registered with the ACME CA (env OUTPOST_ACME_EMAIL)")
+	fs.StringVar(&c.AcmeCARootsFile, "acme-ca-roots-file", cmdutil.Env("OUTPOST_ACME_CA_ROOTS_FILE", ""), "PEM file of the roots to trust for the ACME CA's HTTPS instead of the system roots, for a private or test CA (env OUTPOST_ACME_CA_ROOTS_FILE)")
+	renewBefore, err := time.ParseDuration(cmdutil.Env("OUTPOST_ACME_RENEW_BEFORE", "720h"))
+	if err != nil {
+		renewBefore = 720 * time.Hour
+	}
+	fs.DurationVar(&c.AcmeRenewBefore, "acme-renew-before", renewBefore, "renew a free certificate this long before it expires, or when a third of its life remains if that is later (env OUTPOST_ACME_RENEW_BEFORE)")
 	fs.StringVar(&c.BucketEventsAddr, "bucket-events-addr", cmdutil.Env("OUTPOST_BUCKET_EVENTS_ADDR", ""), "HTTP address of the bucket-events endpoint for automatic cache update, POST /v1/bucket-events/<domain>; empty serves none (env OUTPOST_BUCKET_EVENTS_ADDR)")
 }
 
@@ -174,6 +221,18 @@ func (c *Config) setDefaults() {
 	}
 	if c.TokenRecheck <= 0 {
 		c.TokenRecheck = 10 * time.Second
+	}
+	if c.RewrapInterval == 0 {
+		c.RewrapInterval = defaultRewrapInterval
+	}
+	if c.AcmeRenewBefore <= 0 {
+		c.AcmeRenewBefore = 720 * time.Hour
+	}
+	if c.AcmeRetryMin <= 0 {
+		c.AcmeRetryMin = 10 * time.Minute
+	}
+	if c.AcmeChallengeWait <= 0 {
+		c.AcmeChallengeWait = 10 * time.Second
 	}
 }
 

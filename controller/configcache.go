@@ -49,7 +49,9 @@ type configCache struct {
 	purgeFloor int64
 	draining   map[string]bool          // drained node names
 	gossipKeys *outpostv1.GossipKeyring // nil: none set
-	logStart   int64                    // the log holds the changes after this revision
+	// challenges are the pending ACME HTTP-01 challenge responses, by token.
+	challenges map[string]*outpostv1.AcmeChallenge
+	logStart   int64 // the log holds the changes after this revision
 	changes    []*outpostv1.StreamConfigResponse
 	changed    chan struct{} // closed and replaced on every change
 }
@@ -97,6 +99,7 @@ func (c *configCache) load(ctx context.Context) error {
 	c.purgeFloor = st.purgeFloor
 	c.draining = st.draining
 	c.gossipKeys = st.gossipKeys
+	c.challenges = st.challenges
 	c.logStart, c.changes = rev, nil
 	c.broadcast()
 	c.log.Debug("config cache loaded", "revision", rev, "domains", len(st.domains), "certificates", len(st.certs),
@@ -116,6 +119,8 @@ type configSet struct {
 	draining map[string]bool
 	// gossipKeys is the gossip keyring, if among the keys.
 	gossipKeys *outpostv1.GossipKeyring
+	// challenges are ACME HTTP-01 challenge responses, by token.
+	challenges map[string]*outpostv1.AcmeChallenge
 }
 
 func newConfigSet() *configSet {
@@ -125,6 +130,7 @@ func newConfigSet() *configSet {
 		purges:     map[string]*outpostv1.Purge{},
 		prefetches: map[string]*outpostv1.Prefetch{},
 		draining:   map[string]bool{},
+		challenges: map[string]*outpostv1.AcmeChallenge{},
 	}
 }
 
@@ -178,6 +184,14 @@ func (c *configCache) decode(ctx context.Context, kv store.KV, st *configSet) {
 			return
 		}
 		st.draining[strings.TrimPrefix(kv.Key, store.NodeStatesPrefix())] = ns.GetDraining()
+	case strings.HasPrefix(kv.Key, store.AcmeChallengesPrefix()):
+		ch := &outpostv1.AcmeChallenge{}
+		if err := store.Decode(kv, ch); err != nil {
+			c.log.Error("config cache: bad ACME challenge", "key", kv.Key, "err", err)
+			return
+		}
+		ch.Token = strings.TrimPrefix(kv.Key, store.AcmeChallengesPrefix())
+		st.challenges[ch.Token] = ch
 	case kv.Key == store.GossipKeyringKey():
 		kr, err := c.openGossipKeyring(ctx, kv)
 		if err != nil {
@@ -236,7 +250,7 @@ func (c *configCache) apply(ctx context.Context, events []*clientv3.Event) {
 func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*clientv3.Event) {
 	change := &outpostv1.StreamConfigResponse{Revision: rev}
 	st := newConfigSet()
-	var removedDomains, removedCerts, removedPurges, removedPrefetches []string
+	var removedDomains, removedCerts, removedPurges, removedPrefetches, removedChallenges []string
 	for _, ev := range events {
 		key := string(ev.Kv.Key)
 		if ev.Type == mvccpb.DELETE {
@@ -251,6 +265,8 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 				removedPrefetches = append(removedPrefetches, strings.TrimPrefix(key, store.PrefetchesPrefix()))
 			case strings.HasPrefix(key, store.NodeStatesPrefix()):
 				st.draining[strings.TrimPrefix(key, store.NodeStatesPrefix())] = false
+			case strings.HasPrefix(key, store.AcmeChallengesPrefix()):
+				removedChallenges = append(removedChallenges, strings.TrimPrefix(key, store.AcmeChallengesPrefix()))
 			}
 			continue
 		}
@@ -270,6 +286,8 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 		}
 	}
 	change.GossipKeyring = st.gossipKeys
+	change.AcmeChallenges = sortedValues(st.challenges)
+	change.RemovedAcmeChallenges = removedChallenges
 	// purge_floor is left out of changes: a node that follows the changes
 	// misses no purge. Only snapshots carry it.
 
@@ -283,6 +301,7 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 	c.certs = merged(c.certs, st.certs, removedCerts)
 	c.purges = merged(c.purges, st.purges, removedPurges)
 	c.prefetches = merged(c.prefetches, st.prefetches, removedPrefetches)
+	c.challenges = merged(c.challenges, st.challenges, removedChallenges)
 	if st.purgeFloor > c.purgeFloor {
 		c.purgeFloor = st.purgeFloor
 	}
@@ -353,7 +372,27 @@ func (c *configCache) Snapshot() (_ *outpostv1.StreamConfigResponse, ok bool) {
 		PurgeFloor:    c.purgeFloor,
 		DrainingNodes: drainingNames(c.draining),
 		GossipKeyring: c.gossipKeys,
+		// Every pending challenge: a node that connects while one is
+		// pending must answer it too.
+		AcmeChallenges: sortedValues(c.challenges),
 	}, true
+}
+
+// freeDomains returns the domains that asked for a free certificate, as of
+// the cache's revision, for the ACME issuer (acme.go) to look through. The
+// messages are shared and must not be modified.
+func (c *configCache) freeDomains() (domains []*outpostv1.Domain, ok bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.loaded {
+		return nil, false
+	}
+	for _, d := range c.domains {
+		if d.GetHttps().GetFree() != nil {
+			domains = append(domains, d)
+		}
+	}
+	return domains, true
 }
 
 // Since returns the changes after revision rev, in order, and a channel

@@ -70,7 +70,7 @@ func (s *configService) StreamConfig(stream outpostv1.ConfigDiscoveryService_Str
 			if !ok {
 				next, _ = c.cache.Ready()
 			} else {
-				if err := stream.Send(snap); err != nil {
+				if err := stream.Send(withSeeds(snap, c.gossipSeeds(ctx, name))); err != nil {
 					return err
 				}
 				pos = snap.GetRevision()

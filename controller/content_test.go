@@ -58,6 +58,7 @@ type fakeNode struct {
 // with lastApplied. The stream ends at the end of the test.
 func connectNode(t *testing.T, env *controllertest.Env, token, name, region string, lastApplied int64) *fakeNode {
 	t.Helper()
+	env.SyncConfig(t) // the snapshot holds every write made before
 	ctx, cancel := context.WithCancel(context.Background())
 	stream, err := env.Clients(t, token).Config.StreamConfig(ctx)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -57,12 +58,19 @@ type Controller struct {
 
 	cache    *configCache
 	sessions *sessions
+	// acme obtains free certificates while this controller leads the
+	// issuer election (acme.go); nil when free certificates are disabled.
+	acme *acmeIssuer
 	// stopping is closed when Close begins, ending config streams so that
 	// nodes move to another controller at once.
 	stopping chan struct{}
 	// bg runs the cache, the session lease and task retention until Close.
 	bgCancel context.CancelFunc
 	bg       sync.WaitGroup
+
+	// rewrapHook, set by tests, runs before each re-wrap transaction
+	// commits (keyring.go).
+	rewrapHook atomic.Pointer[func(keys []string)]
 }
 
 // Start connects to (or starts) etcd, installs the bootstrap token and
@@ -104,6 +112,10 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		// Reconnect quickly after an etcd restart.
 		DialKeepAliveTime:    10 * time.Second,
 		DialKeepAliveTimeout: 5 * time.Second,
+		// Let etcd's --max-request-bytes, not the client's 2 MiB default,
+		// decide how large a transaction may be (a DeployCertificate to
+		// thousands of domains is one transaction).
+		MaxCallSendMsgSize: etcdembed.MaxRequestBytes + 1<<20,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
@@ -117,12 +129,17 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	c.sealer = seal.NewSealer(kr)
 	c.cache = newConfigCache(c.store, c.sealer, c.log)
 	c.sessions = &sessions{cli: c.cli, log: c.log}
+	if c.acme, err = newACMEIssuer(c); err != nil {
+		return nil, err
+	}
 	bgCtx, cancel := context.WithCancel(context.Background())
 	c.bgCancel = cancel
 	c.bg.Add(3)
 	go func() { defer c.bg.Done(); c.cache.run(bgCtx) }()
 	go func() { defer c.bg.Done(); c.sessions.run(bgCtx) }()
 	go func() { defer c.bg.Done(); c.runRetention(bgCtx) }()
+	c.bg.Add(1)
+	go func() { defer c.bg.Done(); c.runRewrap(bgCtx) }()
 
 	if err := c.bootstrap(ctx); err != nil {
 		return nil, err
@@ -154,6 +171,11 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		}
 	}()
 	c.log.Info("controller serving", "addr", c.lis.Addr().String())
+	if c.acme != nil {
+		// Once serving: the election names candidates by their address.
+		c.bg.Add(1)
+		go func() { defer c.bg.Done(); c.acme.run(bgCtx) }()
+	}
 	if eventsLis != nil {
 		c.startBucketEvents(eventsLis)
 	}
@@ -175,6 +197,7 @@ func (c *Controller) register() {
 	s := c.srv
 	outpostv1.RegisterDomainServiceServer(s, &domainService{c: c})
 	outpostv1.RegisterCertificateServiceServer(s, &certificateService{c: c})
+	outpostv1.RegisterKeyringServiceServer(s, &keyringService{c: c})
 	outpostv1.RegisterHttpsServiceServer(s, &httpsService{c: c})
 	outpostv1.RegisterOriginServiceServer(s, &originService{c: c})
 	outpostv1.RegisterAccountServiceServer(s, &accountService{c: c})
@@ -195,6 +218,10 @@ func (c *Controller) Addr() string { return c.lis.Addr().String() }
 
 // EtcdEndpoints are the client URLs of the etcd the controller uses.
 func (c *Controller) EtcdEndpoints() []string { return c.cli.Endpoints() }
+
+// ConfigRevision is the config revision the controller streams now: its
+// config cache has every change up to it.
+func (c *Controller) ConfigRevision() int64 { return c.cache.Revision() }
 
 // Store exposes the store, for tests and tools in this module.
 func (c *Controller) Store() *store.Store { return c.store }

@@ -24,6 +24,23 @@ func (s *httpsService) EnableHttps(ctx context.Context, req *outpostv1.EnableHtt
 	d, err := c.updateDomain(ctx, req.GetDomain(), func(t *store.Txn, d *outpostv1.Domain) error {
 		owned := false
 		switch src := req.GetSource().(type) {
+		case *outpostv1.EnableHttpsRequest_Free:
+			if !src.Free {
+				return apierr.InvalidArgument(apierr.ReasonInvalidArgument, "give a certificate ID, a certificate and key to upload, or free")
+			}
+			if err := c.enableFreeHTTPS(d); err != nil {
+				return err
+			}
+			// HTTPS stays as it is until the free certificate is issued:
+			// answer with the certificate served meanwhile, if any.
+			if id := d.GetHttps().GetCertificateId(); id != "" {
+				sc, err := c.ownCertificate(ctx, t, id)
+				if err != nil {
+					return err
+				}
+				cert = sc.GetCertificate()
+			}
+			return nil
 		case *outpostv1.EnableHttpsRequest_CertificateId:
 			sc, err := c.ownCertificate(ctx, t, src.CertificateId)
 			if err != nil {
@@ -55,7 +72,7 @@ func (s *httpsService) EnableHttps(ctx context.Context, req *outpostv1.EnableHtt
 			}
 			owned = true
 		default:
-			return apierr.InvalidArgument(apierr.ReasonInvalidArgument, "give a certificate ID or a certificate and key to upload")
+			return apierr.InvalidArgument(apierr.ReasonInvalidArgument, "give a certificate ID, a certificate and key to upload, or free")
 		}
 		if !coversDomain(cert, d.GetName()) {
 			return apierr.InvalidArgument(apierr.ReasonCertificateDomainMismatch,
@@ -67,6 +84,9 @@ func (s *httpsService) EnableHttps(ctx context.Context, req *outpostv1.EnableHtt
 			}
 			t.PutRaw(store.CertDomainKey(cert.GetId(), d.GetName()), "")
 		}
+		// A certificate given here replaces a free one: free is cleared,
+		// and the free certificate (owned by the domain) was unbound and
+		// deleted above.
 		d.Https = &outpostv1.HttpsSettings{
 			Enabled:          true,
 			CertificateId:    cert.GetId(),
@@ -78,7 +98,7 @@ func (s *httpsService) EnableHttps(ctx context.Context, req *outpostv1.EnableHtt
 	if err != nil {
 		return nil, err
 	}
-	if cert.GetRevision() == 0 {
+	if cert != nil && cert.GetRevision() == 0 {
 		cert.Revision = d.GetRevision() // uploaded inline: written with the domain
 	}
 	return &outpostv1.EnableHttpsResponse{Https: d.GetHttps(), Certificate: cert}, nil

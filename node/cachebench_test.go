@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -322,4 +323,121 @@ func BenchmarkPurgePropagation(b *testing.B) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+}
+
+// BenchmarkDeployToNodes measures DeployCertificate to 1,000 domains, from
+// the API call until all three edge nodes (one process, on loopback, with
+// the controller and its embedded etcd) serve the new certificate: a real
+// TLS handshake with the SNI of the last domain, verified against the
+// test CA, presents it on every node. Each iteration deploys a certificate
+// uploaded for it, so every iteration moves all 1,000 domains; the upload
+// itself, and the nodes parsing the new certificate it carries, are done
+// before the clock starts. Reproduce:
+//
+//	go test -run '^$' -bench BenchmarkDeployToNodes -benchtime 20x ./node
+func BenchmarkDeployToNodes(b *testing.B) {
+	const n = 1000
+	env := controllertest.Start(b)
+	admin, _ := env.NewAccount(b, "bench")
+	c := env.Clients(b, admin)
+	ctx := ctxT(b)
+	op := env.Clients(b, env.OperatorToken)
+	if _, err := op.Accounts.SetAccountQuota(ctx, &outpostv1.SetAccountQuotaRequest{Id: "bench", DomainQuota: n}); err != nil {
+		b.Fatal(err)
+	}
+	domains := make([]string, n)
+	for i := range domains {
+		domains[i] = fmt.Sprintf("d%04d.deploy.example.com", i)
+		if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: domains[i], Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	token := env.NewToken(b, "", outpostv1.Role_ROLE_NODE)
+	var nodes []*node.Node
+	for i := 1; i <= 3; i++ {
+		nodes = append(nodes, startNode(b, env, token, nodeOpts{name: fmt.Sprintf("edge-%d", i)}))
+	}
+	waitAll := func(rev int64) {
+		for _, nd := range nodes {
+			for deadline := time.Now().Add(30 * time.Second); nd.Revision() < rev; time.Sleep(200 * time.Microsecond) {
+				if time.Now().After(deadline) {
+					b.Fatalf("a node did not reach revision %d", rev)
+				}
+			}
+		}
+	}
+	ca := certstest.NewCA(b, "bench deploy CA")
+	tlsCfg := &tls.Config{RootCAs: ca.Pool()}
+	last := domains[n-1]
+	prev := ""
+	lat := make([]time.Duration, 0, b.N)
+	rpc := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		pair := certstest.Issue(b, certstest.Options{DNSNames: []string{"*.deploy.example.com"}, Issuer: ca})
+		up, err := c.Certs.UploadCertificate(ctx, &outpostv1.UploadCertificateRequest{Name: fmt.Sprintf("bench-%d", i), CertificatePem: string(pair.ChainPEM), PrivateKeyPem: string(pair.KeyPEM)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		waitAll(up.GetCertificate().GetRevision())
+		b.StartTimer()
+
+		start := time.Now()
+		resp, err := c.Certs.DeployCertificate(ctx, &outpostv1.DeployCertificateRequest{Id: up.GetCertificate().GetId(), Domains: domains})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rpc = append(rpc, time.Since(start))
+		var wg sync.WaitGroup
+		errs := make([]error, len(nodes))
+		for j, nd := range nodes {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				deadline := time.Now().Add(30 * time.Second)
+				for nd.Revision() < resp.GetRevision() && time.Now().Before(deadline) {
+					time.Sleep(200 * time.Microsecond)
+				}
+				for {
+					leaf, err := handshake(nd.HTTPSAddr(), last, tlsCfg)
+					if err == nil && leaf.Equal(pair.Cert) {
+						return
+					}
+					if time.Now().After(deadline) {
+						errs[j] = fmt.Errorf("node %d does not serve the new certificate for %s: %v", j+1, last, err)
+						return
+					}
+					time.Sleep(time.Millisecond)
+				}
+			}()
+		}
+		wg.Wait()
+		lat = append(lat, time.Since(start))
+		for _, err := range errs {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+
+		b.StopTimer()
+		for _, r := range resp.GetResults() {
+			if !r.GetDeployed() {
+				b.Fatalf("not deployed: %v", r)
+			}
+		}
+		if prev != "" {
+			if _, err := c.Certs.DeleteCertificate(ctx, &outpostv1.DeleteCertificateRequest{Id: prev}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		prev = up.GetCertificate().GetId()
+		b.StartTimer()
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	slices.Sort(rpc)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(rpc[len(rpc)/2].Microseconds())/1000, "rpc-p50-ms")
 }

@@ -27,6 +27,11 @@ type desired struct {
 	draining map[string]bool
 	// gossipKeys is the controller's gossip keyring (nil: none).
 	gossipKeys *outpostv1.GossipKeyring
+	// gossipSeeds are join addresses from the last snapshot.
+	gossipSeeds []string
+	// challenges are the pending ACME HTTP-01 challenge responses, by
+	// token (acme.go). They are short-lived and not persisted.
+	challenges map[string]*outpostv1.AcmeChallenge
 }
 
 // merge applies one stream message.
@@ -34,9 +39,11 @@ func (d *desired) merge(msg *outpostv1.StreamConfigResponse) *desired {
 	out := &desired{revision: msg.GetRevision(), snapshot: msg.GetSnapshot(), purgeFloor: msg.GetPurgeFloor(),
 		domains: map[string]*outpostv1.Domain{}, certs: map[string]*outpostv1.CertificateBundle{},
 		purges: map[string]*outpostv1.Purge{}, prefetches: map[string]*outpostv1.Prefetch{},
-		draining: map[string]bool{}, gossipKeys: msg.GetGossipKeyring()}
+		draining: map[string]bool{}, gossipKeys: msg.GetGossipKeyring(), gossipSeeds: msg.GetGossipSeeds(),
+		challenges: map[string]*outpostv1.AcmeChallenge{}}
 	if !msg.GetSnapshot() && d != nil {
 		out.purgeFloor = d.purgeFloor
+		out.gossipSeeds = d.gossipSeeds
 		if out.gossipKeys == nil {
 			out.gossipKeys = d.gossipKeys
 		}
@@ -55,6 +62,15 @@ func (d *desired) merge(msg *outpostv1.StreamConfigResponse) *desired {
 		for k, v := range d.prefetches {
 			out.prefetches[k] = v
 		}
+		for k, v := range d.challenges {
+			out.challenges[k] = v
+		}
+	}
+	for _, ch := range msg.GetAcmeChallenges() {
+		out.challenges[ch.GetToken()] = ch
+	}
+	for _, t := range msg.GetRemovedAcmeChallenges() {
+		delete(out.challenges, t)
 	}
 	for _, n := range msg.GetDrainingNodes() {
 		out.draining[n] = true
@@ -102,6 +118,9 @@ type state struct {
 	// certs are the parsed certificates, by ID, with a hash of their PEM so
 	// the next build can reuse them.
 	certs map[string]*parsedCert
+	// challenges are the ACME HTTP-01 challenge responses the node
+	// answers, by token (acme.go).
+	challenges map[string]*outpostv1.AcmeChallenge
 }
 
 type parsedCert struct {
@@ -128,7 +147,7 @@ type origin struct {
 	weight uint32
 }
 
-var emptyState = &state{sites: map[string]*site{}, byCNAME: map[string]*site{}, certs: map[string]*parsedCert{}}
+var emptyState = &state{sites: map[string]*site{}, byCNAME: map[string]*site{}, certs: map[string]*parsedCert{}, challenges: map[string]*outpostv1.AcmeChallenge{}}
 
 // lookup finds the site serving host (normalised): an exact name first,
 // then the one-label wildcard above it.
@@ -159,7 +178,8 @@ func (s *state) lookupCNAME(host string) *site {
 // certificates. Any error rejects the whole config (the node NACKs it and
 // keeps serving prev).
 func build(d *desired, prev *state) (*state, error) {
-	st := &state{revision: d.revision, source: d, sites: make(map[string]*site, len(d.domains)), byCNAME: map[string]*site{}, certs: make(map[string]*parsedCert, len(d.certs))}
+	st := &state{revision: d.revision, source: d, sites: make(map[string]*site, len(d.domains)), byCNAME: map[string]*site{}, certs: make(map[string]*parsedCert, len(d.certs)),
+		challenges: buildChallenges(d.challenges)}
 	for id, b := range d.certs {
 		sum := sha256.Sum256([]byte(b.GetCertificatePem() + "\x00" + b.GetPrivateKeyPem()))
 		if p, ok := prev.certs[id]; ok && p.sum == sum {

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"net"
 	"time"
 
 	"github.com/outpost-cdn/outpost/internal/membership"
@@ -38,6 +39,7 @@ func (n *Node) applyCluster(d *desired) {
 	if n.gossip == nil {
 		return // not started yet: Start applies the persisted config's keys
 	}
+	n.gossip.AddSeeds(d.gossipSeeds)
 	n.gossip.ApplyControllerKeys(d.gossipKeys.GetKeys())
 	if changed {
 		n.gossip.Update()
@@ -66,6 +68,26 @@ func (n *Node) Peers() []membership.Peer {
 		return nil
 	}
 	return n.gossip.Peers()
+}
+
+// gossipAdvertise is the gossip address the node tells the controllers,
+// for other members to join: the running member's, else the configured
+// one when it names a port (an unspecified host takes the host of the
+// node's public HTTP address); "" when not known yet.
+func (n *Node) gossipAdvertise() string {
+	if a := n.GossipAddr(); a != "" {
+		return a
+	}
+	host, port, err := net.SplitHostPort(n.cfg.Gossip.Addr)
+	if err != nil || port == "0" {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		if host, _, err = net.SplitHostPort(n.publicHTTP()); err != nil {
+			return ""
+		}
+	}
+	return net.JoinHostPort(host, port)
 }
 
 // GossipAddr is the address this node gossips on ("" without gossip, or

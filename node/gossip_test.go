@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"io"
 	"log/slog"
+	"net"
 	"testing"
 
 	"github.com/outpost-cdn/outpost/controller/controllertest"
@@ -107,4 +108,63 @@ func TestNodeGossipFollowsTheController(t *testing.T) {
 	if _, ok := peer(watcher, "edge-g"); !ok {
 		t.Fatal("the watcher lost the node during the rotation")
 	}
+}
+
+// freeGossipAddr returns a loopback address whose port is free for TCP and
+// UDP now.
+func freeGossipAddr(t *testing.T) string {
+	t.Helper()
+	for range 20 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		l.Close()
+		if err == nil {
+			pc.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free gossip port")
+	return ""
+}
+
+// TestNodesJoinThroughControllerSeeds: nodes given no join addresses find
+// each other through the controller, which hands each new subscriber the
+// gossip addresses of the nodes connected now.
+func TestNodesJoinThroughControllerSeeds(t *testing.T) {
+	env := controllertest.Start(t)
+	token := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
+	start := func(name string) *node.Node {
+		t.Helper()
+		n, err := node.Start(context.Background(), node.Config{
+			Name: name, Region: "test", Controllers: []string{env.Addr}, Token: token,
+			HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+			Gossip: membership.Options{Addr: freeGossipAddr(t), Label: "outpost", Local: true},
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(n.Close)
+		return n
+	}
+	sees := func(n *node.Node, name string) bool {
+		for _, p := range n.Peers() {
+			if p.Name == name && p.Alive {
+				return true
+			}
+		}
+		return false
+	}
+	a := start("edge-a")
+	op := env.Clients(t, env.OperatorToken)
+	eventually(t, "edge-a to connect", func() bool {
+		l, err := op.Nodes.ListNodes(ctxT(t), &outpostv1.ListNodesRequest{})
+		return err == nil && len(l.GetNodes()) == 1 && l.GetNodes()[0].GetHealth() == outpostv1.NodeHealth_NODE_HEALTH_CONNECTED
+	})
+	b := start("edge-b")
+	eventually(t, "edge-b to join edge-a through the controller's seeds", func() bool { return sees(b, "edge-a") && sees(a, "edge-b") })
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // serveHTTP routes one client request: find the site by Host, enforce the
-// SNI/Host match and the forced redirects, then fetch from the origin.
+// SNI/Host match, answer ACME challenges, apply the forced redirects, then
+// fetch from the origin.
 // Requests for unknown hosts are answered here and never reach an origin.
 func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	cs := clientTLS(r)
@@ -61,6 +62,11 @@ func (n *Node) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if cs != nil && st.lookup(names.Normalize(cs.ServerName)) != s {
 		// The connection was set up for another domain's certificate.
 		http.Error(rw, "misdirected request: Host does not match the TLS server name\n", http.StatusMisdirectedRequest)
+		return
+	}
+	// ACME HTTP-01 challenges come before forced redirects, which would
+	// send the CA to HTTPS the domain may not have yet.
+	if n.serveACMEChallenge(rw, r, st, s) {
 		return
 	}
 	switch redirect := s.domain.GetHttps().GetRedirect(); {

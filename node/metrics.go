@@ -26,6 +26,7 @@ type metrics struct {
 	originLatency *prometheus.HistogramVec
 	originErrors  *prometheus.CounterVec
 	handshakes    *prometheus.CounterVec
+	expiredServed *prometheus.CounterVec
 	revision      prometheus.Gauge
 	cacheResults  *prometheus.CounterVec
 	cacheBytes    *prometheus.CounterVec
@@ -61,6 +62,10 @@ func newMetrics() *metrics {
 			Namespace: "outpost", Subsystem: "edge", Name: "tls_handshakes_total",
 			Help: "TLS certificate selections by result: ok, no_sni, unknown_sni, https_disabled.",
 		}, []string{"result"}),
+		expiredServed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "outpost", Subsystem: "edge", Name: "tls_expired_certificate_handshakes_total",
+			Help: "Handshakes that served an expired certificate (served all the same; clients decide), by accelerated domain. Alert on any increase.",
+		}, []string{"domain"}),
 		revision: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "outpost", Subsystem: "edge", Name: "config_revision",
 			Help: "The config revision the node serves.",
@@ -83,7 +88,7 @@ func newMetrics() *metrics {
 	m.evictions = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "cache", Name: "evictions_total", Help: "Entries evicted to stay within the memory budget."})
 	m.purges = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "outpost", Subsystem: "cache", Name: "purge_apply_seconds",
 		Help: "Time to apply one purge instruction on this node.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)})
-	m.reg.MustRegister(m.requests, m.bytes, m.originLatency, m.originErrors, m.handshakes, m.revision,
+	m.reg.MustRegister(m.requests, m.bytes, m.originLatency, m.originErrors, m.handshakes, m.expiredServed, m.revision,
 		m.cacheResults, m.cacheBytes, m.originBytes, m.fills, m.collapsed, m.evictions, m.purges,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -104,6 +109,12 @@ func (m *metrics) handshake(err error) {
 		result = "https_disabled"
 	}
 	m.handshakes.WithLabelValues(result).Inc()
+}
+
+// expiredHandshake counts a handshake that served domain's expired
+// certificate.
+func (m *metrics) expiredHandshake(domain string) {
+	m.expiredServed.WithLabelValues(domain).Inc()
 }
 
 func (m *metrics) request(domain, scheme string, code int, bytes int64) {

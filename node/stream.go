@@ -123,12 +123,13 @@ func (s *streamer) once(ctx context.Context, conn *grpc.ClientConn) (delivered b
 	cfg := n.cfg
 	err = stream.Send(&outpostv1.StreamConfigRequest{Kind: &outpostv1.StreamConfigRequest_Subscribe{Subscribe: &outpostv1.Subscribe{
 		Node: &outpostv1.NodeInfo{
-			Name:         cfg.Name,
-			Region:       cfg.Region,
-			Location:     &outpostv1.Location{Latitude: cfg.Latitude, Longitude: cfg.Longitude},
-			HttpAddress:  n.publicHTTP(),
-			HttpsAddress: n.publicHTTPS(),
-			Version:      Version,
+			Name:          cfg.Name,
+			Region:        cfg.Region,
+			Location:      &outpostv1.Location{Latitude: cfg.Latitude, Longitude: cfg.Longitude},
+			HttpAddress:   n.publicHTTP(),
+			HttpsAddress:  n.publicHTTPS(),
+			Version:       Version,
+			GossipAddress: n.gossipAdvertise(),
 		},
 		LastAppliedRevision: n.Revision(),
 	}}})

@@ -3,6 +3,7 @@ package node
 import (
 	"crypto/tls"
 	"errors"
+	"time"
 
 	"github.com/outpost-cdn/outpost/internal/names"
 )
@@ -37,6 +38,12 @@ func (n *Node) tlsConfig() *tls.Config {
 // getCertificate picks the certificate by SNI: the exact accelerated name
 // first, then the one-label wildcard above it. A handshake without SNI, or
 // for a name no HTTPS domain serves, is refused.
+//
+// An expired certificate is served all the same, as other CDNs and web
+// servers do: the client decides (browsers warn, and a user may go on;
+// a client with a skewed clock may still accept it), where refusing the
+// handshake would fail every client alike. Each such handshake is counted
+// (outpost_edge_tls_expired_certificate_handshakes_total) for alerting.
 func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	sni := names.Normalize(hello.ServerName)
 	var err error
@@ -52,6 +59,9 @@ func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	case s.cert == nil:
 		err = errHTTPSDisabled
 	default:
+		if leaf := s.cert.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+			n.metrics.expiredHandshake(s.domain.GetName())
+		}
 		return s.cert, nil
 	}
 	return nil, err

@@ -29,6 +29,8 @@ type domainTable struct {
 	draining map[string]bool
 	// gossipKeys is the controller's gossip keyring (nil: none set).
 	gossipKeys [][]byte
+	// gossipSeeds are join addresses from the last snapshot.
+	gossipSeeds []string
 }
 
 var emptyTable = &domainTable{byName: map[string]*outpostv1.Domain{}, byCNAME: map[string]*outpostv1.Domain{}, draining: map[string]bool{}}
@@ -53,7 +55,9 @@ func (t *domainTable) lookup(name string) *outpostv1.Domain {
 func (t *domainTable) merge(msg *outpostv1.StreamConfigResponse) *domainTable {
 	out := &domainTable{revision: msg.GetRevision(), byName: map[string]*outpostv1.Domain{}, byCNAME: map[string]*outpostv1.Domain{}, draining: map[string]bool{}}
 	out.gossipKeys = msg.GetGossipKeyring().GetKeys()
+	out.gossipSeeds = msg.GetGossipSeeds()
 	if !msg.GetSnapshot() {
+		out.gossipSeeds = t.gossipSeeds
 		if msg.GetGossipKeyring() == nil {
 			out.gossipKeys = t.gossipKeys
 		}

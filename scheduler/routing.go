@@ -50,7 +50,10 @@ func (s *Scheduler) startRouting() error {
 		if s.gossip != nil {
 			// Gossip keys may come from the controller: the member starts
 			// with the first config.
-			s.domains.applied = func(t *domainTable) { s.gossip.ApplyControllerKeys(t.gossipKeys) }
+			s.domains.applied = func(t *domainTable) {
+				s.gossip.AddSeeds(t.gossipSeeds)
+				s.gossip.ApplyControllerKeys(t.gossipKeys)
+			}
 		}
 		s.bg.Add(1)
 		go func() {

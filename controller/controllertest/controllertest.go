@@ -7,16 +7,20 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/outpost-cdn/outpost/controller"
+	"github.com/outpost-cdn/outpost/controller/store"
 	"github.com/outpost-cdn/outpost/internal/grpcauth"
 	"github.com/outpost-cdn/outpost/internal/seal"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
@@ -108,14 +112,36 @@ func (e *Env) Restart(t testing.TB, down func()) {
 	e.Controller = restarted.Controller
 }
 
+// RestartWith restarts the controller as Restart does, with its
+// configuration changed by change: for example another keyring
+// (KeyringText), as an operator rotating keys would restart it.
+func (e *Env) RestartWith(t testing.TB, change func(*controller.Config)) {
+	t.Helper()
+	e.Controller.Close()
+	change(&e.cfg)
+	restarted := startWith(t, e.cfg, e.Logs)
+	e.Controller = restarted.Controller
+	e.Keyring = e.cfg.KeyringText
+}
+
 func freeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// A port below the kernel's ephemeral range (32768-60999 by default):
+	// the port is released before the controller binds it, and in that gap
+	// a kernel-picked port (port 0, any other test's listener or outgoing
+	// connection) can never take it. Only another random pick here could,
+	// one chance in tens of thousands.
+	for range 100 {
+		port := 10000 + rand.IntN(22000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		return l.Addr().String()
 	}
-	defer l.Close()
-	return l.Addr().String()
+	t.Fatal("no free port below the ephemeral range")
+	return ""
 }
 
 // Dial returns a connection that sends token as a bearer token ("" sends
@@ -145,6 +171,7 @@ type Clients struct {
 	Content  outpostv1.ContentServiceClient
 	Config   outpostv1.ConfigDiscoveryServiceClient
 	Cache    outpostv1.CacheServiceClient
+	Keyring  outpostv1.KeyringServiceClient
 }
 
 // Clients returns API clients that authenticate with token.
@@ -160,6 +187,7 @@ func (e *Env) Clients(t testing.TB, token string) *Clients {
 		Content:  outpostv1.NewContentServiceClient(conn),
 		Config:   outpostv1.NewConfigDiscoveryServiceClient(conn),
 		Cache:    outpostv1.NewCacheServiceClient(conn),
+		Keyring:  outpostv1.NewKeyringServiceClient(conn),
 	}
 }
 
@@ -207,4 +235,29 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return string(l.buf)
+}
+
+// SyncConfig waits until the controller streams every config change made so
+// far: a node that subscribes next finds them in its snapshot. (The
+// controller's config cache follows etcd through a watch, a little behind
+// the writes.)
+func (e *Env) SyncConfig(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := e.Controller.Store().Client().Get(ctx, store.ConfigPrefix, clientv3.WithPrefix(),
+		clientv3.WithSort(clientv3.SortByModRevision, clientv3.SortDescend), clientv3.WithLimit(1), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Kvs) == 0 {
+		return
+	}
+	want := resp.Kvs[0].ModRevision
+	for e.Controller.ConfigRevision() < want {
+		if ctx.Err() != nil {
+			t.Fatalf("the controller's config cache is at revision %d, not %d", e.Controller.ConfigRevision(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

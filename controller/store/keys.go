@@ -32,6 +32,8 @@ const (
 	purgeFloorKey        = ConfigPrefix + "purge-floor"      // raw decimal revision, only ever raised
 	autoRefreshPrefix    = Prefix + "auto-refresh/"          // <domain> → sha256 hex of its bucket-events secret
 	gossipKeyringKey     = ConfigPrefix + "gossip-keyring"   // storage.v1.StoredGossipKeyring
+	csrsPrefix           = Prefix + "csrs/"                  // <csr id> → storage.v1.StoredCsr
+	accountCsrsPrefix    = Prefix + "index/account-csrs/"    // <account>/<csr id> → ""
 )
 
 // AccountKey is the key of an account.
@@ -153,6 +155,18 @@ func AutoRefreshKey(domain string) string { return autoRefreshPrefix + domain }
 
 // AutoRefreshPrefix is the prefix of every bucket-events secret hash.
 func AutoRefreshPrefix() string { return autoRefreshPrefix }
+
+// CsrKey is the key of a certificate signing request the controller made.
+func CsrKey(id string) string { return csrsPrefix + id }
+
+// CsrsPrefix is the prefix of every CSR.
+func CsrsPrefix() string { return csrsPrefix }
+
+// AccountCsrKey indexes a CSR under its account.
+func AccountCsrKey(account, id string) string { return accountCsrsPrefix + account + "/" + id }
+
+// AccountCsrsPrefix is the prefix of an account's CSR index.
+func AccountCsrsPrefix(account string) string { return accountCsrsPrefix + account + "/" }
 
 // LastSegment returns what follows the last "/" of a key.
 func LastSegment(key string) string { return key[strings.LastIndexByte(key, '/')+1:] }

@@ -11,7 +11,10 @@ import (
 	"fmt"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
@@ -198,10 +201,21 @@ type Txn struct {
 	prefixes []string
 	ops      []clientv3.Op
 	err      error
+	// values holds what each key read so far held at the snapshot (nil:
+	// missing). A key is read from etcd once: every read of a transaction
+	// is at the same revision, so a second read could only return the same.
+	values map[string]*mvccpb.KeyValue
 }
 
 // Begin starts a transaction.
-func (s *Store) Begin() *Txn { return &Txn{s: s, reads: map[string]int64{}} }
+func (s *Store) Begin() *Txn {
+	return &Txn{s: s, reads: map[string]int64{}, values: map[string]*mvccpb.KeyValue{}}
+}
+
+// PreloadBatch is how many keys Preload reads per etcd request. It stays
+// under etcd's default --max-txn-ops (128), so preloading works against any
+// etcd.
+const PreloadBatch = 128
 
 // Get reads key into msg as of the transaction's snapshot and guards it.
 func (t *Txn) Get(ctx context.Context, key string, msg proto.Message) (found bool, err error) {
@@ -226,6 +240,9 @@ func (t *Txn) GetRaw(ctx context.Context, key string) (value string, found bool,
 
 // get reads one key at the snapshot, recording its ModRevision.
 func (t *Txn) get(ctx context.Context, key string) (*mvccpb.KeyValue, error) {
+	if kv, ok := t.values[key]; ok {
+		return kv, nil
+	}
 	opts := []clientv3.OpOption{}
 	if t.rev > 0 {
 		opts = append(opts, clientv3.WithRev(t.rev))
@@ -238,13 +255,95 @@ func (t *Txn) get(ctx context.Context, key string) (*mvccpb.KeyValue, error) {
 		t.rev = resp.Header.Revision
 	}
 	if len(resp.Kvs) == 0 {
-		t.reads[key] = 0
+		t.record(key, nil)
 		return nil, nil
 	}
-	kv := resp.Kvs[0]
-	t.reads[key] = kv.ModRevision
-	return kv, nil
+	t.record(key, resp.Kvs[0])
+	return resp.Kvs[0], nil
 }
+
+// record remembers what key held at the snapshot and guards it.
+func (t *Txn) record(key string, kv *mvccpb.KeyValue) {
+	t.values[key] = kv
+	if kv == nil {
+		t.reads[key] = 0
+		return
+	}
+	t.reads[key] = kv.ModRevision
+}
+
+// Preload reads many keys at the snapshot, PreloadBatch keys per etcd
+// request instead of one request per key, and guards each of them as Get
+// does. Later Get, GetRaw and Guard calls for these keys are answered from
+// memory. Keys already read are skipped.
+func (t *Txn) Preload(ctx context.Context, keys ...string) error {
+	todo := make([]string, 0, len(keys))
+	seen := make(map[string]bool, len(keys))
+	for _, k := range keys {
+		if _, done := t.values[k]; done || seen[k] {
+			continue
+		}
+		seen[k] = true
+		todo = append(todo, k)
+	}
+	for len(todo) > 0 {
+		batch := todo[:min(len(todo), PreloadBatch)]
+		todo = todo[len(batch):]
+		ops := make([]clientv3.Op, len(batch))
+		for i, k := range batch {
+			if t.rev > 0 {
+				ops[i] = clientv3.OpGet(k, clientv3.WithRev(t.rev))
+			} else {
+				ops[i] = clientv3.OpGet(k)
+			}
+		}
+		// A transaction of reads only: etcd serves every read at one
+		// revision, the snapshot's once it is fixed.
+		resp, err := t.s.cli.Txn(ctx).Then(ops...).Commit()
+		if err != nil {
+			return unavailable(err)
+		}
+		if t.rev == 0 {
+			t.rev = resp.Header.Revision
+		}
+		for i, r := range resp.Responses {
+			kvs := r.GetResponseRange().GetKvs()
+			if len(kvs) == 0 {
+				t.record(batch[i], nil)
+				continue
+			}
+			t.record(batch[i], kvs[0])
+		}
+	}
+	return nil
+}
+
+// List returns every key under prefix, in key order, as of the snapshot,
+// and guards the prefix as Count does: the commit fails if a key under it
+// was created or changed since. The keys themselves are not guarded one by
+// one, so a key deleted since goes unnoticed.
+func (t *Txn) List(ctx context.Context, prefix string) ([]KV, error) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByKey, clientv3.SortAscend)}
+	if t.rev > 0 {
+		opts = append(opts, clientv3.WithRev(t.rev))
+	}
+	resp, err := t.s.cli.Get(ctx, prefix, opts...)
+	if err != nil {
+		return nil, unavailable(err)
+	}
+	if t.rev == 0 {
+		t.rev = resp.Header.Revision
+	}
+	t.prefixes = append(t.prefixes, prefix)
+	return kvs(resp), nil
+}
+
+// Revision is the snapshot revision of the transaction's reads (0 before
+// the first read).
+func (t *Txn) Revision() int64 { return t.rev }
+
+// Writes is the number of writes queued so far.
+func (t *Txn) Writes() int { return len(t.ops) }
 
 // Count returns the number of keys under prefix as of the snapshot and
 // guards the prefix: the commit fails if a key under it was created or
@@ -271,6 +370,12 @@ func (t *Txn) Count(ctx context.Context, prefix string) (int64, error) {
 func (t *Txn) Guard(ctx context.Context, key string) (found bool, err error) {
 	return t.Get(ctx, key, nil)
 }
+
+// Expect makes the commit depend on key still having the ModRevision
+// modRev (0: the key must not exist), as if Get had seen it. It is for a
+// key the caller read outside the transaction, for example in a Range, and
+// does not read it again.
+func (t *Txn) Expect(key string, modRev int64) { t.reads[key] = modRev }
 
 // Put queues a write of msg at key.
 func (t *Txn) Put(key string, msg proto.Message) {
@@ -318,11 +423,21 @@ func (t *Txn) Commit(ctx context.Context) (int64, error) {
 	return resp.Header.Revision, nil
 }
 
-// unavailable maps etcd client errors: context errors pass through, the rest
-// become Unavailable so that clients retry instead of seeing Internal.
+// ErrTooLarge is returned when etcd, or the gRPC limits in front of it,
+// refuse a transaction for its number of operations or its size. Retrying
+// cannot help, so it is not Unavailable.
+var ErrTooLarge = apierr.ResourceExhausted(apierr.ReasonTransactionTooLarge,
+	"the change is too large for one etcd transaction: change fewer resources per request, or raise etcd's --max-txn-ops and --max-request-bytes")
+
+// unavailable maps etcd client errors: context errors pass through, a
+// transaction over etcd's limits becomes ErrTooLarge, the rest become
+// Unavailable so that clients retry instead of seeing Internal.
 func unavailable(err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if errors.Is(err, rpctypes.ErrTooManyOps) || errors.Is(err, rpctypes.ErrRequestTooLarge) || status.Code(err) == codes.ResourceExhausted {
+		return fmt.Errorf("%w: %v", ErrTooLarge, err)
 	}
 	return fmt.Errorf("%w: %v", apierr.Unavailable(apierr.ReasonStoreUnavailable, "the config store is unavailable"), err)
 }

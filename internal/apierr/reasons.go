@@ -15,6 +15,7 @@ const (
 	ReasonConcurrentModification = "ConcurrentModification"
 	ReasonStoreUnavailable       = "StoreUnavailable"
 	ReasonShuttingDown           = "ShuttingDown"
+	ReasonTransactionTooLarge    = "TransactionTooLarge"
 	ReasonNotImplemented         = "NotImplemented"
 	ReasonInvalidPageToken       = "InvalidPageToken"
 
@@ -46,6 +47,16 @@ const (
 	ReasonCertificateInUse          = "CertificateInUse"
 	ReasonCertificateOwned          = "CertificateOwnedByDomain"
 	ReasonHTTPSNotEnabled           = "HttpsNotEnabled"
+	// EnableHttps with free: the controller has no ACME CA configured.
+	ReasonFreeCertificatesDisabled = "FreeCertificatesDisabled"
+	// EnableHttps with free on a wildcard domain, which HTTP-01 cannot
+	// validate.
+	ReasonFreeCertificateWildcard = "FreeCertificateWildcard"
+
+	ReasonUnsupportedKeyType  = "UnsupportedKeyType"
+	ReasonInvalidCsrSubject   = "InvalidCsrSubject"
+	ReasonCsrNotFound         = "CsrNotFound"
+	ReasonCsrAlreadyCompleted = "CsrAlreadyCompleted"
 
 	ReasonInvalidAccountID    = "InvalidAccountId"
 	ReasonAccountAlreadyExist = "AccountAlreadyExist"

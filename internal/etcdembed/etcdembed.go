@@ -14,6 +14,21 @@ import (
 	"go.uber.org/zap"
 )
 
+// Limits of the embedded member, above etcd's defaults (128 operations and
+// 1.5 MiB per request). One DeployCertificate of up to 10,000 domains is
+// one transaction: per domain up to five writes (the domain, two index keys
+// and, when the domain drops a certificate uploaded inline for it, that
+// certificate and its index key) and two guards. An external etcd needs
+// the same (--max-txn-ops, --max-request-bytes; docs/operations.md).
+const (
+	// MaxTxnOps bounds the operations of one transaction (etcd's
+	// --max-txn-ops): 5 writes for each of 10,000 domains, and room.
+	MaxTxnOps = 64 * 1024
+	// MaxRequestBytes bounds one request (etcd's --max-request-bytes):
+	// 10,000 domain records of up to about 3 KiB each.
+	MaxRequestBytes = 32 << 20
+)
+
 // Config says where the member keeps its data and listens.
 type Config struct {
 	// Dir is the data directory; it is created if missing.
@@ -65,6 +80,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	ec.UnsafeNoFsync = cfg.Unsafe
+	ec.MaxTxnOps = MaxTxnOps
+	ec.MaxRequestBytes = MaxRequestBytes
 	if cfg.CompactionRetention > 0 {
 		ec.AutoCompactionMode = "revision"
 		ec.AutoCompactionRetention = fmt.Sprint(cfg.CompactionRetention)

@@ -3,6 +3,7 @@ package membership
 import (
 	"errors"
 	"log/slog"
+	"slices"
 	"sync"
 )
 
@@ -27,6 +28,7 @@ type Gossiper struct {
 	starting bool
 	closed   bool
 	want     [][]byte // the controller's keys, latest
+	seeds    []string // join addresses from the controller, latest
 	warned   bool
 	wg       sync.WaitGroup
 }
@@ -81,6 +83,9 @@ func (g *Gossiper) start(keys [][]byte) {
 	defer g.wg.Done()
 	cfg := g.opts.Config(g.name, g.meta, g.log)
 	cfg.Keys = keys
+	g.mu.Lock()
+	cfg.Join = append(cfg.Join, g.seeds...)
+	g.mu.Unlock()
 	if len(keys) == 0 {
 		g.log.Warn("gossip is not encrypted: no -gossip-keyring file and no keyring set on the controller (outpostctl node gossip-keyring set)")
 	}
@@ -114,6 +119,26 @@ func (g *Gossiper) setKeys() {
 		}
 	case err != nil:
 		g.log.Error("cannot apply the controller's gossip keyring", "err", err)
+	}
+}
+
+// AddSeeds takes join addresses the controller handed out (other members
+// it knows alive). A running member joins them now; a member still to
+// start joins them when it starts. The same seeds again do nothing.
+func (g *Gossiper) AddSeeds(seeds []string) {
+	if g.opts.Addr == "" || len(seeds) == 0 {
+		return
+	}
+	g.mu.Lock()
+	if slices.Equal(g.seeds, seeds) {
+		g.mu.Unlock()
+		return
+	}
+	g.seeds = slices.Clone(seeds)
+	m := g.member
+	g.mu.Unlock()
+	if m != nil {
+		m.Join(seeds)
 	}
 }
 

@@ -340,6 +340,15 @@ func (m *Member) Close() {
 	_ = m.ml.Shutdown()
 }
 
+// Join contacts members at addrs (host:port), as the addresses of
+// Config.Join are at start: none answering is not an error. Members met
+// this way are rejoined after a partition like any other.
+func (m *Member) Join(addrs []string) {
+	if _, err := m.ml.Join(addrs); err != nil {
+		m.log.Debug("gossip join", "targets", addrs, "err", err)
+	}
+}
+
 // Shutdown stops gossiping without announcing a leave, as a crash would:
 // the others find this member failed after memberlist's suspicion timeout.
 // Use Close to leave gracefully.

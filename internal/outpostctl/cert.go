@@ -19,11 +19,24 @@ func (a *app) newCertCommand() *cobra.Command {
 	cmd := newGroup("cert", "Upload and manage HTTPS certificates",
 		`Keep certificates in your account to serve HTTPS with ('https enable
 --cert-id'). A private key goes in with the upload and never comes out: no
-command shows it.`,
+command shows it.
+
+Deploy one certificate to many domains at once ('cert deploy'), renew it in
+place so that every domain using it moves ('cert renew'), see which domains
+serve what ('cert domains', 'cert https-domains', 'cert info') and watch
+expiry ('cert expiring', 'cert stats').`,
 		a.newCertUploadCommand(),
 		a.newCertGetCommand(),
 		a.newCertListCommand(),
 		a.newCertDeleteCommand(),
+		a.newCertDeployCommand(),
+		a.newCertRenewCommand(),
+		a.newCertDomainsCommand(),
+		a.newCertHTTPSDomainsCommand(),
+		a.newCertInfoCommand(),
+		a.newCertStatsCommand(),
+		a.newCertExpiringCommand(),
+		a.newCertCSRCommand(),
 	)
 	cmd.Aliases = []string{"certs", "certificate"}
 	return cmd
@@ -104,16 +117,21 @@ func (a *app) newCertGetCommand() *cobra.Command {
 
 func (a *app) newCertListCommand() *cobra.Command {
 	var pageSize int32
+	var filters *certListFilters
 	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List certificates",
-		Long:    "List your account's certificates in ID order, every page of them.",
-		Example: "  outpostctl cert list\n  outpostctl cert list -o json | jq -r '.certificates[] | [.id, .notAfter] | @tsv'",
+		Long: `List your account's certificates in ID order, every page of them. The
+filters narrow the list: --name-contains, --covers (a domain the certificate
+covers, exactly or by its wildcard) and --state (valid, expiring within 30
+days, expired or not-yet-valid, as of now).`,
+		Example: "  outpostctl cert list\n  outpostctl cert list --covers www.example.com --state valid\n  outpostctl cert list -o json | jq -r '.certificates[] | [.id, .notAfter] | @tsv'",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			certs, err := listAll(cmd.Context(), a.flags.timeout, func(ctx context.Context, token string) ([]*outpostv1.Certificate, string, error) {
-				resp, err := a.api.certs.ListCertificates(ctx, &outpostv1.ListCertificatesRequest{PageSize: pageSize, PageToken: token})
+				resp, err := a.api.certs.ListCertificates(ctx, &outpostv1.ListCertificatesRequest{PageSize: pageSize, PageToken: token,
+					NameContains: filters.nameContains, Covers: filters.covers, State: filters.state.value})
 				return resp.GetCertificates(), resp.GetNextPageToken(), err
 			})
 			if err != nil {
@@ -122,19 +140,25 @@ func (a *app) newCertListCommand() *cobra.Command {
 			resp := &outpostv1.ListCertificatesResponse{Certificates: certs}
 			return a.render(cmd, resp, func(w io.Writer) error {
 				if len(certs) == 0 {
+					if cmd.Flags().Changed("name-contains") || cmd.Flags().Changed("covers") || cmd.Flags().Changed("state") {
+						_, err := fmt.Fprintln(w, "No certificate matches.")
+						return err
+					}
 					_, err := fmt.Fprintln(w, "No certificates. Upload one with 'outpostctl cert upload --cert FILE --key FILE'.")
 					return err
 				}
-				t := newTable(w, "ID", "NAME", "COMMON-NAME", "DNS-NAMES", "KEY", "NOT-AFTER", "OWNER-DOMAIN")
+				now := time.Now()
+				t := newTable(w, "ID", "NAME", "COMMON-NAME", "DNS-NAMES", "KEY", "NOT-AFTER", "STATE", "OWNER-DOMAIN")
 				for _, c := range certs {
 					t.row(c.GetId(), c.GetName(), c.GetCommonName(), truncate(strings.Join(c.GetDnsNames(), ","), 50),
-						enumName(c.GetKeyType()), timestamp(c.GetNotAfter()), c.GetOwnerDomain())
+						enumName(c.GetKeyType()), timestamp(c.GetNotAfter()), enumName(certState(c, now)), c.GetOwnerDomain())
 				}
 				return t.flush()
 			})
 		},
 	}
 	pageSizeFlag(cmd, &pageSize)
+	filters = addCertListFilters(cmd)
 	return apiCommand(cmd)
 }
 
@@ -218,6 +242,8 @@ func writeCertificateFields(v *details, c *outpostv1.Certificate) {
 	v.field("Valid until", validUntil(c, time.Now()))
 	v.field("Key type", enumName(c.GetKeyType()))
 	v.field("SHA-256 fingerprint", c.GetFingerprintSha256())
+	v.field("Chain trust", enumName(c.GetChainTrust()))
+	v.field("Version", versionSummary(c))
 	v.field("Owner domain", c.GetOwnerDomain())
 	v.field("Account", c.GetAccount())
 	v.field("Uploaded", timestamp(c.GetCreateTime()))

@@ -28,6 +28,7 @@ type client struct {
 	content  outpostv1.ContentServiceClient
 	nodes    outpostv1.NodeServiceClient
 	accounts outpostv1.AccountServiceClient
+	keyring  outpostv1.KeyringServiceClient
 }
 
 // dial creates the client. grpc.NewClient connects on the first request, so
@@ -71,6 +72,7 @@ func dial(f globalFlags) (*client, error) {
 		content:  outpostv1.NewContentServiceClient(conn),
 		nodes:    outpostv1.NewNodeServiceClient(conn),
 		accounts: outpostv1.NewAccountServiceClient(conn),
+		keyring:  outpostv1.NewKeyringServiceClient(conn),
 	}, nil
 }
 

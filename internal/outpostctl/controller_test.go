@@ -217,6 +217,114 @@ func TestAgainstController(t *testing.T) {
 		wantFail(t, r, exitError, "Error: NotFound (CertificateNotFound): ")
 	})
 
+	t.Run("CertificateCenter", func(t *testing.T) {
+		admin, readOnly := env.NewAccount(t, "certcenter")
+		c := cli{t: t, addr: env.Addr, token: admin}
+		domains := []string{"a.center.example.com", "b.center.example.com", "other.example.org"}
+		for _, n := range domains {
+			c.ok("domain", "add", n, "--origin", "ip:203.0.113.10")
+		}
+		dir := t.TempDir()
+		p1 := certstest.Issue(t, certstest.Options{DNSNames: []string{"*.center.example.com"}, NotAfter: time.Now().Add(10 * 24 * time.Hour)})
+		id := strings.TrimSpace(c.ok("cert", "upload", "--name", "center", "--cert", writeFile(t, dir, "p1.pem", p1.CertPEM), "--key", writeFile(t, dir, "p1.key", p1.KeyPEM)))
+
+		// One domain refused: every result printed, exit status 1.
+		r := c.run("cert", "deploy", id, "--domains", strings.Join(domains, ","))
+		wantFail(t, r, exitError, "Error: 1 of 3 domain(s) refused the certificate")
+		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+		if len(lines) != 5 || strings.Join(strings.Fields(lines[0]), " ") != "DOMAIN RESULT REASON MESSAGE" ||
+			!strings.HasPrefix(strings.Join(strings.Fields(lines[1]), " "), "a.center.example.com deployed -") ||
+			!strings.HasPrefix(strings.Join(strings.Fields(lines[3]), " "), "other.example.org refused CertificateDomainMismatch certificate "+id) ||
+			!strings.HasPrefix(lines[4], "Deployed "+id+" to 2 domain(s) at revision ") {
+			t.Fatalf("cert deploy printed:\n%s", r.stdout)
+		}
+		var dep outpostv1.DeployCertificateResponse
+		c.json(&dep, "cert", "deploy", id, "--domains", "a.center.example.com", "--domains", "B.center.example.com")
+		if len(dep.GetResults()) != 2 || !dep.GetResults()[1].GetDeployed() || dep.GetResults()[1].GetDomain() != "b.center.example.com" || dep.GetRevision() == 0 {
+			t.Fatalf("cert deploy -o json: %v", &dep)
+		}
+		names := writeFile(t, dir, "names.txt", []byte("# the center\na.center.example.com\n\nb.center.example.com, a.center.example.com\n"))
+		if out := c.ok("cert", "deploy", id, "--domains-file", names); !strings.Contains(out, "to 3 domain(s)") {
+			t.Fatalf("cert deploy --domains-file:\n%s", out)
+		}
+
+		if out := c.ok("cert", "domains", id); out != "DOMAIN\na.center.example.com\nb.center.example.com\n" {
+			t.Fatalf("cert domains printed %q", out)
+		}
+		ro := cli{t: t, addr: env.Addr, token: readOnly}
+		table := ro.ok("cert", "https-domains")
+		lines = strings.Split(strings.TrimSpace(table), "\n")
+		if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "DOMAIN CERTIFICATE NAME STATE NOT-AFTER LEFT TRUST" ||
+			!strings.Contains(lines[1], "expiring") || !strings.Contains(lines[1], "untrusted") || !strings.Contains(lines[2], "b.center.example.com") {
+			t.Fatalf("cert https-domains:\n%s", table)
+		}
+		view := ro.ok("cert", "info", "a.center.example.com")
+		for _, want := range []string{"HTTPS:", "on", "Certificate:", id, "State:", "expiring", "Remaining:", "9d", "Chain trust:", "untrusted", "Source:", "uploaded"} {
+			if !strings.Contains(view, want) {
+				t.Errorf("cert info lacks %q:\n%s", want, view)
+			}
+		}
+		if view := ro.ok("cert", "info", "other.example.org"); !strings.Contains(view, "HTTPS:") || strings.Contains(view, "Certificate:") {
+			t.Fatalf("cert info of a plain domain:\n%s", view)
+		}
+		stats := ro.ok("cert", "stats")
+		for _, want := range []string{"Certificates:", "1", "Expired:", "0, served by 0 domain(s)", "Expiring within 30 days:", "1, served by 2 domain(s)"} {
+			if !strings.Contains(stats, want) {
+				t.Errorf("cert stats lacks %q:\n%s", want, stats)
+			}
+		}
+		out := ro.ok("cert", "expiring")
+		lines = strings.Split(strings.TrimSpace(out), "\n")
+		if len(lines) != 3 || !strings.HasPrefix(lines[0], "Warning: 1 certificate(s) expired or expire within 30d (0 expired), served by 2 domain(s).") ||
+			!strings.HasPrefix(lines[2], id) || strings.Fields(lines[2])[len(strings.Fields(lines[2]))-1] != "2" {
+			t.Fatalf("cert expiring:\n%s", out)
+		}
+		if out := ro.ok("cert", "expiring", "--within", "7d"); out != "No certificate expires within 7d.\n" {
+			t.Fatalf("cert expiring --within 7d printed %q", out)
+		}
+		var expiring outpostv1.ListCertificatesResponse
+		ro.json(&expiring, "cert", "expiring", "--within", "10d")
+		if len(expiring.GetCertificates()) != 1 || expiring.GetCertificates()[0].GetId() != id {
+			t.Fatalf("cert expiring -o json: %v", &expiring)
+		}
+		var list outpostv1.ListCertificatesResponse
+		ro.json(&list, "cert", "list", "--covers", "b.center.example.com", "--state", "expiring", "--name-contains", "CENT")
+		if len(list.GetCertificates()) != 1 {
+			t.Fatalf("cert list with filters: %v", list.GetCertificates())
+		}
+		if out := ro.ok("cert", "list", "--state", "expired"); out != "No certificate matches.\n" {
+			t.Fatalf("cert list --state expired printed %q", out)
+		}
+		if out := ro.ok("cert", "list"); !strings.Contains(out, "STATE") || !strings.Contains(out, "expiring") {
+			t.Fatalf("cert list:\n%s", out)
+		}
+
+		// Renewal with the same key, then with a new one.
+		p2 := certstest.Issue(t, certstest.Options{DNSNames: []string{"*.center.example.com"}, Key: p1.Key})
+		out = c.ok("cert", "renew", id, "--cert", writeFile(t, dir, "p2.pem", p2.CertPEM))
+		if !strings.HasPrefix(out, "Renewed certificate "+id+" to version 2, valid until ") || !strings.Contains(out, "2 domain(s) moved to it.") || !strings.Contains(out, "Version:") {
+			t.Fatalf("cert renew printed:\n%s", out)
+		}
+		p3 := certstest.Issue(t, certstest.Options{DNSNames: []string{"*.center.example.com"}})
+		var renewed outpostv1.RenewCertificateResponse
+		c.json(&renewed, "cert", "renew", id, "--cert", writeFile(t, dir, "p3.pem", p3.CertPEM), "--key", writeFile(t, dir, "p3.key", p3.KeyPEM))
+		if renewed.GetCertificate().GetVersion() != 3 || strings.Join(renewed.GetDomains(), ",") != "a.center.example.com,b.center.example.com" {
+			t.Fatalf("cert renew -o json: %v", &renewed)
+		}
+		narrow := certstest.Issue(t, certstest.Options{DNSNames: []string{"a.center.example.com"}, Key: p3.Key})
+		r = c.run("cert", "renew", id, "--cert", writeFile(t, dir, "narrow.pem", narrow.CertPEM))
+		wantFail(t, r, exitError, "Error: InvalidArgument (CertificateDomainMismatch): ")
+		if !strings.Contains(r.stderr, "b.center.example.com") {
+			t.Fatalf("the refusal does not name the uncovered domain: %s", r.stderr)
+		}
+		r = c.run("cert", "renew", id, "--cert", writeFile(t, dir, "p1.pem", p1.CertPEM))
+		wantFail(t, r, exitError, "Error: InvalidArgument (CertificateKeyMismatch): ")
+		r = ro.run("cert", "deploy", id, "--domains", "a.center.example.com")
+		wantFail(t, r, exitError, "Error: PermissionDenied (ReadOnlyToken): ")
+		r = c.run("cert", "deploy", "cert-0000000000000000", "--domains", "a.center.example.com")
+		wantFail(t, r, exitError, "Error: NotFound (CertificateNotFound): ")
+	})
+
 	t.Run("Origins", func(t *testing.T) {
 		admin, _ := env.NewAccount(t, "origins")
 		c := cli{t: t, addr: env.Addr, token: admin}

@@ -1,6 +1,7 @@
 package outpostctl
 
 import (
+	"fmt"
 	"io"
 	"time"
 
@@ -13,9 +14,10 @@ func (a *app) newHTTPSCommand() *cobra.Command {
 	return newGroup("https", "Serve a domain over HTTPS",
 		`Turn HTTPS between clients and edge nodes on or off for a domain, and force
 redirects between HTTP and HTTPS. The certificate either is one uploaded with
-'cert upload' (--cert-id) or is uploaded now for this domain alone
-(--cert/--key); such a domain-owned certificate is forgotten, key included,
-when HTTPS is disabled.`,
+'cert upload' (--cert-id), is uploaded now for this domain alone
+(--cert/--key), or is a free certificate the controllers obtain and renew
+from their ACME CA (--free); a domain-owned or free certificate is
+forgotten, key included, when HTTPS is disabled.`,
 		a.newHTTPSEnableCommand(),
 		a.newHTTPSDisableCommand(),
 		a.newHTTPSRedirectCommand(),
@@ -25,17 +27,29 @@ when HTTPS is disabled.`,
 
 func (a *app) newHTTPSEnableCommand() *cobra.Command {
 	var certID, certFile, keyFile, certName string
+	var free bool
 	cmd := &cobra.Command{
-		Use:   "enable NAME (--cert-id ID | --cert FILE --key FILE [--cert-name NAME])",
+		Use:   "enable NAME (--cert-id ID | --cert FILE --key FILE [--cert-name NAME] | --free)",
 		Short: "Turn HTTPS on for a domain with a certificate",
 		Long: `Bind a certificate to a domain and turn HTTPS on; enabling again replaces the
-certificate. The certificate must cover the domain name.`,
+certificate. The certificate must cover the domain name.
+
+With --free the controllers obtain a free certificate from their ACME CA,
+which validates the domain over plain HTTP on the edge nodes (HTTP-01), so
+the domain's DNS must already lead to them; wildcard domains cannot have
+one. HTTPS stays as it is (off, or with its current certificate) until the
+certificate is issued, and the certificate is renewed before it expires.
+Follow it with 'https get NAME'. It fails with FreeCertificatesDisabled when
+the operator has configured no ACME CA.`,
 		Example: `  outpostctl https enable cdn.example.com --cert-id cert-0123
-  outpostctl https enable cdn.example.com --cert fullchain.pem --key privkey.pem`,
+  outpostctl https enable cdn.example.com --cert fullchain.pem --key privkey.pem
+  outpostctl https enable cdn.example.com --free`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := &outpostv1.EnableHttpsRequest{Domain: args[0]}
-			if certID != "" {
+			if free {
+				req.Source = &outpostv1.EnableHttpsRequest_Free{Free: true}
+			} else if certID != "" {
 				req.Source = &outpostv1.EnableHttpsRequest_CertificateId{CertificateId: certID}
 			} else {
 				certPEM, keyPEM, err := readCertAndKey(certFile, keyFile)
@@ -63,7 +77,11 @@ certificate. The certificate must cover the domain name.`,
 	cmd.Flags().StringVar(&certFile, "cert", "", "PEM certificate chain `FILE` to upload for this domain")
 	cmd.Flags().StringVar(&keyFile, "key", "", "PEM private key `FILE` of --cert")
 	cmd.Flags().StringVar(&certName, "cert-name", "", "a label for the certificate uploaded with --cert")
-	cmd.MarkFlagsOneRequired("cert-id", "cert")
+	cmd.Flags().BoolVar(&free, "free", false, "obtain a free certificate from the controllers' ACME CA, and renew it")
+	cmd.MarkFlagsOneRequired("cert-id", "cert", "free")
+	for _, other := range []string{"cert-id", "cert", "key", "cert-name"} {
+		cmd.MarkFlagsMutuallyExclusive("free", other)
+	}
 	cmd.MarkFlagsMutuallyExclusive("cert-id", "cert")
 	cmd.MarkFlagsMutuallyExclusive("cert-id", "key")
 	cmd.MarkFlagsMutuallyExclusive("cert-id", "cert-name")
@@ -144,6 +162,19 @@ func writeHTTPS(w io.Writer, domain string, h *outpostv1.HttpsSettings, cert *ou
 	v.field("Domain", domain)
 	v.field("HTTPS", httpsSummary(h))
 	v.field("Redirect", redirectSummary(h.GetRedirect()))
+	if f := h.GetFree(); f != nil {
+		v.field("Free certificate", freeSummary(f))
+		if f.GetError() != "" {
+			v.field("CA's reason", oneLine(f.GetError()))
+		}
+		if next := f.GetNextAttemptTime(); next != nil {
+			label := "Next attempt"
+			if f.GetStatus() == outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_ISSUED {
+				label = "Renewal"
+			}
+			v.field(label, timestamp(next))
+		}
+	}
 	if cert != nil {
 		v.field("Certificate name", cert.GetName())
 		v.field("DNS names", cert.GetDnsNames()...)
@@ -156,17 +187,43 @@ func writeHTTPS(w io.Writer, domain string, h *outpostv1.HttpsSettings, cert *ou
 
 // httpsSummary renders HTTPS settings in one cell.
 func httpsSummary(h *outpostv1.HttpsSettings) string {
+	f := h.GetFree()
 	if !h.GetEnabled() {
+		if f != nil {
+			return "off, free certificate " + freeSummary(f)
+		}
 		return "off"
 	}
 	s := "on, certificate " + orDash(h.GetCertificateId())
-	if h.GetCertificateOwned() {
+	switch {
+	case f != nil && f.GetStatus() == outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_ISSUED:
+		s += " (free)"
+	case f != nil:
+		s += ", free certificate " + freeSummary(f)
+	case h.GetCertificateOwned():
 		s += " (uploaded for this domain)"
 	}
 	if r := h.GetRedirect(); r != outpostv1.RedirectPolicy_REDIRECT_POLICY_UNSPECIFIED && r != outpostv1.RedirectPolicy_REDIRECT_POLICY_OFF {
 		s += ", " + redirectSummary(r)
 	}
 	return s
+}
+
+// freeSummary renders the state of a free certificate: "applying",
+// "issued", or "failed" with the attempts since the last success.
+func freeSummary(f *outpostv1.FreeCertificate) string {
+	switch f.GetStatus() {
+	case outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_APPLYING:
+		return "applying"
+	case outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_ISSUED:
+		return "issued"
+	case outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_FAILED:
+		if n := f.GetAttempts(); n > 1 {
+			return fmt.Sprintf("failed (%d attempts)", n)
+		}
+		return "failed"
+	}
+	return enumName(f.GetStatus())
 }
 
 func redirectSummary(r outpostv1.RedirectPolicy) string {

@@ -154,6 +154,12 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"cache", "rule", "remove", "a.example.com"}, `Error: missing ID`},
 		{[]string{"cache", "key", "a.example.com"}, `Error: at least one of the flags in the group [ignore-query keep-query] is required`},
 		{[]string{"cache", "rules"}, `Error: unknown command "rules" for "outpostctl cache"; did you mean "rule"?`},
+		{[]string{"cert", "deploy", "cert-0123"}, `Error: at least one of the flags in the group [domains domains-file] is required`},
+		{[]string{"cert", "deploy", "--domains", "a.example.com"}, `Error: missing ID`},
+		{[]string{"cert", "renew", "cert-0123"}, `Error: required flag(s) "cert" not set`},
+		{[]string{"cert", "expiring", "--within", "soon"}, `Error: invalid argument "soon" for "--within" flag: want a duration such as 30s, 10m, 12h or 7d`},
+		{[]string{"cert", "list", "--state", "dead"}, `Error: invalid argument "dead" for "--state" flag: want valid, expiring, expired or not-yet-valid`},
+		{[]string{"cert", "info"}, `Error: missing DOMAIN`},
 	} {
 		r := runCLI(t, map[string]string{envController: closedAddr(t)}, tt.args...)
 		wantFail(t, r, exitUsage, tt.want)

@@ -50,7 +50,10 @@ type Keyring struct {
 	ids     []string // in file order, primary first
 }
 
-var _ KeyWrapper = (*Keyring)(nil)
+var (
+	_ KeyWrapper = (*Keyring)(nil)
+	_ KeyLister  = (*Keyring)(nil)
+)
 
 // ParseKeyring reads keyring text: one KEK per line, "ID:BASE64-32-BYTES"
 // (standard base64), blank lines and lines starting with '#' ignored. The

@@ -74,6 +74,25 @@ func (s *Sealer) Open(ctx context.Context, sec *storagev1.SealedSecret, aad []by
 	return pt, nil
 }
 
+// PrimaryKeyID returns the ID of the key-encryption key that Seal and
+// Rewrap wrap data keys with.
+func (s *Sealer) PrimaryKeyID() string { return s.w.PrimaryKeyID() }
+
+// KeyLister is implemented by a KeyWrapper that can list the IDs of the
+// key-encryption keys it holds, primary first, as Keyring does.
+type KeyLister interface {
+	KeyIDs() []string
+}
+
+// KeyIDs returns the IDs of the key-encryption keys the wrapper holds,
+// primary first: every key of a KeyLister, else the primary alone.
+func (s *Sealer) KeyIDs() []string {
+	if l, ok := s.w.(KeyLister); ok {
+		return l.KeyIDs()
+	}
+	return []string{s.w.PrimaryKeyID()}
+}
+
 // NeedsRewrap reports whether sec's data key is wrapped by a key other than
 // the wrapper's primary, so that Rewrap should be applied before that key is
 // retired.

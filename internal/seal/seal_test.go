@@ -415,3 +415,16 @@ func FuzzParseKeyring(f *testing.F) {
 		}
 	})
 }
+
+func TestSealerKeyIDs(t *testing.T) {
+	s := seal.NewSealer(keyring(t, "new:"+keyB+"\nold:"+keyA+"\n"))
+	if s.PrimaryKeyID() != "new" || strings.Join(s.KeyIDs(), ",") != "new,old" {
+		t.Fatalf("PrimaryKeyID %q, KeyIDs %q", s.PrimaryKeyID(), s.KeyIDs())
+	}
+	// A wrapper that cannot list its keys holds its primary, as far as
+	// anyone can tell.
+	f := seal.NewSealer(fakeWrapper{keyring(t, "new:"+keyB+"\nold:"+keyA+"\n")})
+	if ids := f.KeyIDs(); len(ids) != 1 || ids[0] != "new" {
+		t.Fatalf("KeyIDs of a non-listing wrapper: %q", ids)
+	}
+}

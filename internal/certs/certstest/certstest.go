@@ -42,6 +42,9 @@ type Options struct {
 	NotAfter   time.Time         // default now+90d
 	Issuer     *CA               // nil: self-signed leaf
 	IsCA       bool
+	// Key is the leaf's key, for a certificate renewed with the same key
+	// as an earlier one (Pair.Key); nil makes a key of KeyType.
+	Key crypto.Signer
 }
 
 // CA is a certificate authority that signs test certificates.
@@ -126,7 +129,10 @@ func Issue(t testing.TB, o Options) *Pair {
 	if o.NotAfter.IsZero() {
 		o.NotAfter = now.Add(90 * 24 * time.Hour)
 	}
-	key := newKey(t, o.KeyType)
+	key := o.Key
+	if key == nil {
+		key = newKey(t, o.KeyType)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(t),
 		Subject:      pkix.Name{CommonName: o.CommonName},

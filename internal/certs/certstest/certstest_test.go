@@ -2,8 +2,10 @@ package certstest_test
 
 import (
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/pem"
 	"net"
 	"strings"
@@ -164,5 +166,40 @@ func TestRSAKeyIsShared(t *testing.T) {
 	d := certstest.Issue(t, certstest.Options{})
 	if c.Key.Public().(interface{ Equal(crypto.PublicKey) bool }).Equal(d.Key.Public()) {
 		t.Fatal("ECDSA keys should be fresh")
+	}
+}
+
+func TestSignCSR(t *testing.T) {
+	root := certstest.NewCA(t, "Root")
+	inter := root.NewIntermediate(t, "Intermediate")
+	key := certstest.Issue(t, certstest.Options{}).Key
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{
+		Subject: pkix.Name{CommonName: "csr.example.com"}, DNSNames: []string{"csr.example.com", "*.csr.example.com"},
+	}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	csrPEM := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der}))
+
+	cert, chain := inter.SignCSR(t, csrPEM, certstest.SignOptions{})
+	if cert.Subject.CommonName != "csr.example.com" || strings.Join(cert.DNSNames, ",") != "csr.example.com,*.csr.example.com" {
+		t.Fatalf("names %q / %q", cert.Subject.CommonName, cert.DNSNames)
+	}
+	if !cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }).Equal(key.Public()) {
+		t.Fatal("certificate is not for the CSR's key")
+	}
+	inters := x509.NewCertPool()
+	inters.AddCert(inter.Cert)
+	if _, err := cert.Verify(x509.VerifyOptions{Roots: root.Pool(), Intermediates: inters, DNSName: "a.csr.example.com"}); err != nil {
+		t.Fatalf("Verify: %v", err)
+	}
+	if n := strings.Count(string(chain), "-----BEGIN CERTIFICATE-----"); n != 3 {
+		t.Fatalf("chain has %d certificates, want leaf, intermediate and root", n)
+	}
+
+	expired, _ := root.SignCSR(t, csrPEM, certstest.SignOptions{DNSNames: []string{"other.example.com"},
+		NotBefore: time.Now().Add(-48 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	if expired.NotAfter.After(time.Now()) || expired.DNSNames[0] != "other.example.com" {
+		t.Fatalf("options not honoured: %v %v", expired.NotAfter, expired.DNSNames)
 	}
 }

@@ -35,7 +35,10 @@ type NodeInfo struct {
 	// "node" (or empty) for an edge node; "scheduler" for a scheduler, which
 	// reads the config but is not an edge: it gets no session, no status
 	// record, and counts for no domain status or task.
-	Role          string `protobuf:"bytes,7,opt,name=role,proto3" json:"role,omitempty"`
+	Role string `protobuf:"bytes,7,opt,name=role,proto3" json:"role,omitempty"`
+	// The address the node gossips on (host:port), if it gossips; the
+	// controllers hand it to other nodes and schedulers as a join address.
+	GossipAddress string `protobuf:"bytes,8,opt,name=gossip_address,json=gossipAddress,proto3" json:"gossip_address,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -115,6 +118,13 @@ func (x *NodeInfo) GetVersion() string {
 func (x *NodeInfo) GetRole() string {
 	if x != nil {
 		return x.Role
+	}
+	return ""
+}
+
+func (x *NodeInfo) GetGossipAddress() string {
+	if x != nil {
+		return x.GossipAddress
 	}
 	return ""
 }
@@ -701,8 +711,12 @@ type StreamConfigResponse struct {
 	AcmeChallenges []*AcmeChallenge `protobuf:"bytes,15,rep,name=acme_challenges,json=acmeChallenges,proto3" json:"acme_challenges,omitempty"`
 	// Tokens of challenges no longer pending.
 	RemovedAcmeChallenges []string `protobuf:"bytes,16,rep,name=removed_acme_challenges,json=removedAcmeChallenges,proto3" json:"removed_acme_challenges,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// In a snapshot: gossip addresses of edge nodes connected to the
+	// controllers now (at most 16, the receiver excluded), for a node or
+	// scheduler to join the cluster without join addresses of its own.
+	GossipSeeds   []string `protobuf:"bytes,17,rep,name=gossip_seeds,json=gossipSeeds,proto3" json:"gossip_seeds,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StreamConfigResponse) Reset() {
@@ -847,6 +861,13 @@ func (x *StreamConfigResponse) GetRemovedAcmeChallenges() []string {
 	return nil
 }
 
+func (x *StreamConfigResponse) GetGossipSeeds() []string {
+	if x != nil {
+		return x.GossipSeeds
+	}
+	return nil
+}
+
 // AcmeChallenge is an ACME HTTP-01 challenge response (RFC 8555 8.3): a
 // node answers GET http://<domain>/.well-known/acme-challenge/<token> with
 // key_authorization, whichever node the CA reaches.
@@ -962,7 +983,7 @@ var File_outpost_v1_config_proto protoreflect.FileDescriptor
 const file_outpost_v1_config_proto_rawDesc = "" +
 	"\n" +
 	"\x17outpost/v1/config.proto\x12\n" +
-	"outpost.v1\x1a\x18outpost/v1/content.proto\x1a\x16outpost/v1/types.proto\"\xde\x01\n" +
+	"outpost.v1\x1a\x18outpost/v1/content.proto\x1a\x16outpost/v1/types.proto\"\x85\x02\n" +
 	"\bNodeInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06region\x18\x02 \x01(\tR\x06region\x120\n" +
@@ -970,7 +991,8 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"\fhttp_address\x18\x04 \x01(\tR\vhttpAddress\x12#\n" +
 	"\rhttps_address\x18\x05 \x01(\tR\fhttpsAddress\x12\x18\n" +
 	"\aversion\x18\x06 \x01(\tR\aversion\x12\x12\n" +
-	"\x04role\x18\a \x01(\tR\x04role\"i\n" +
+	"\x04role\x18\a \x01(\tR\x04role\x12%\n" +
+	"\x0egossip_address\x18\b \x01(\tR\rgossipAddress\"i\n" +
 	"\tSubscribe\x12(\n" +
 	"\x04node\x18\x01 \x01(\v2\x14.outpost.v1.NodeInfoR\x04node\x122\n" +
 	"\x15last_applied_revision\x18\x02 \x01(\x03R\x13lastAppliedRevision\"!\n" +
@@ -1006,7 +1028,7 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"\x11CertificateBundle\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12'\n" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\x12&\n" +
-	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\x81\x06\n" +
+	"\x0fprivate_key_pem\x18\x03 \x01(\tR\rprivateKeyPem\"\xa4\x06\n" +
 	"\x14StreamConfigResponse\x12\x1a\n" +
 	"\brevision\x18\x01 \x01(\x03R\brevision\x12\x1a\n" +
 	"\bsnapshot\x18\x02 \x01(\bR\bsnapshot\x12,\n" +
@@ -1027,7 +1049,8 @@ const file_outpost_v1_config_proto_rawDesc = "" +
 	"\x0fundrained_nodes\x18\r \x03(\tR\x0eundrainedNodes\x12@\n" +
 	"\x0egossip_keyring\x18\x0e \x01(\v2\x19.outpost.v1.GossipKeyringR\rgossipKeyring\x12B\n" +
 	"\x0facme_challenges\x18\x0f \x03(\v2\x19.outpost.v1.AcmeChallengeR\x0eacmeChallenges\x126\n" +
-	"\x17removed_acme_challenges\x18\x10 \x03(\tR\x15removedAcmeChallenges\"j\n" +
+	"\x17removed_acme_challenges\x18\x10 \x03(\tR\x15removedAcmeChallenges\x12!\n" +
+	"\fgossip_seeds\x18\x11 \x03(\tR\vgossipSeeds\"j\n" +
 	"\rAcmeChallenge\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
 	"\x06domain\x18\x02 \x01(\tR\x06domain\x12+\n" +
