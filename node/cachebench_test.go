@@ -29,9 +29,34 @@ import (
 // peerScript is the shared nginx peer (../shared/peers/nginx-edge.sh).
 const peerScript = "../../shared/peers/nginx-edge.sh"
 
+// peer is a running nginx peer (edge + origin).
+type peer struct {
+	dir                 string
+	edgeHTTP, edgeHTTPS string
+	originHTTPS         string
+	originCert          []byte
+}
+
+// originRequests counts the requests that reached the peer's origin, from
+// both edges (its access log).
+func (p peer) originRequests(b *testing.B) int {
+	b.Helper()
+	data, err := os.ReadFile(filepath.Join(p.dir, "logs", "origin.log"))
+	if err != nil && !os.IsNotExist(err) {
+		b.Fatal(err)
+	}
+	return bytes.Count(data, []byte("\n"))
+}
+
 // nginxPeer starts the shared nginx edge+origin on free ports and returns
 // (edge HTTPS address, origin HTTPS address, origin cert PEM).
 func nginxPeer(b *testing.B) (edge, origin string, originCert []byte) {
+	p := startPeer(b)
+	return p.edgeHTTPS, p.originHTTPS, p.originCert
+}
+
+// startPeer starts the shared nginx edge+origin on free ports.
+func startPeer(b *testing.B) peer {
 	b.Helper()
 	script, err := filepath.Abs(peerScript)
 	if err != nil {
@@ -69,7 +94,8 @@ func nginxPeer(b *testing.B) (edge, origin string, originCert []byte) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return "127.0.0.1:" + ports["EDGE_HTTPS"], "127.0.0.1:" + ports["ORIGIN_HTTPS"], cert
+	return peer{dir: dir, edgeHTTP: "127.0.0.1:" + ports["EDGE_HTTP"], edgeHTTPS: "127.0.0.1:" + ports["EDGE_HTTPS"],
+		originHTTPS: "127.0.0.1:" + ports["ORIGIN_HTTPS"], originCert: cert}
 }
 
 // BenchmarkCacheHit compares cache hits over HTTPS keep-alive with nginx
@@ -77,7 +103,41 @@ func nginxPeer(b *testing.B) (edge, origin string, originCert []byte) {
 //
 //	go test -run '^$' -bench BenchmarkCacheHit -benchtime 3s -count 3 ./node
 func BenchmarkCacheHit(b *testing.B) {
-	peerEdge, peerOrigin, originCert := nginxPeer(b)
+	h := hitSetup(b)
+	type target struct {
+		name  string
+		addr  string
+		roots *x509.CertPool
+	}
+	targets := []target{{"outpost", h.edgeHTTPS, h.roots}, {"nginx", h.peer.edgeHTTPS, h.peerRoots}}
+	for _, size := range []string{"1k", "100k"} {
+		for round := 0; round < 2; round++ { // A B A B
+			for _, tg := range targets {
+				b.Run(fmt.Sprintf("%s/%s/round%d", size, tg.name, round), func(b *testing.B) {
+					benchHits(b, tg.addr, host, "/"+size+".bin", tg.roots)
+				})
+			}
+		}
+	}
+}
+
+// host is the accelerated name of the cache benchmarks, on both edges.
+const host = "a.example.test"
+
+// hitBench is the side-by-side set-up of the cache benchmarks: the nginx
+// peer, and an Outpost edge process serving the same name (a.example.test)
+// from the same origin, with the same origin SNI and a 10 minute rule for
+// .bin files.
+type hitBench struct {
+	peer                peer
+	env                 *controllertest.Env
+	edgeHTTP, edgeHTTPS string
+	roots, peerRoots    *x509.CertPool
+}
+
+func hitSetup(b *testing.B) *hitBench {
+	p := startPeer(b)
+	peerOrigin, originCert := p.originHTTPS, p.originCert
 	_, originPort, _ := net.SplitHostPort(peerOrigin)
 	var port uint32
 	fmt.Sscan(originPort, &port)
@@ -85,7 +145,6 @@ func BenchmarkCacheHit(b *testing.B) {
 	admin, _ := env.NewAccount(b, "bench")
 	c := env.Clients(b, admin)
 	ctx := ctxT(b)
-	const host = "a.example.test"
 	if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: host, Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", port)}}); err != nil {
 		b.Fatal(err)
 	}
@@ -123,30 +182,16 @@ func BenchmarkCacheHit(b *testing.B) {
 	roots.AddCert(edgeCA.Cert)
 	// The edge runs in a process of its own, as nginx does: in the test
 	// process it would share the client's garbage collector and scheduler.
-	edgeAddr := nodeProcess(b, env, env.NewToken(b, "", outpostv1.Role_ROLE_NODE), host, roots)
+	edgeHTTP, edgeHTTPS := nodeProcess(b, env, env.NewToken(b, "", outpostv1.Role_ROLE_NODE), host, roots)
 	peerRoots := x509.NewCertPool()
 	peerRoots.AppendCertsFromPEM(originCert) // the peer's edge serves the same self-signed certificate
-	type target struct {
-		name  string
-		addr  string
-		roots *x509.CertPool
-	}
-	targets := []target{{"outpost", edgeAddr, roots}, {"nginx", peerEdge, peerRoots}}
-	for _, size := range []string{"1k", "100k"} {
-		for round := 0; round < 2; round++ { // A B A B
-			for _, tg := range targets {
-				b.Run(fmt.Sprintf("%s/%s/round%d", size, tg.name, round), func(b *testing.B) {
-					benchHits(b, tg.addr, host, "/"+size+".bin", tg.roots)
-				})
-			}
-		}
-	}
+	return &hitBench{peer: p, env: env, edgeHTTP: edgeHTTP, edgeHTTPS: edgeHTTPS, roots: roots, peerRoots: peerRoots}
 }
 
 // nodeProcess builds outpost-node, runs it against the controller of env
 // until the benchmark ends, and returns its HTTPS address once it serves
 // host.
-func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, roots *x509.CertPool) string {
+func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, roots *x509.CertPool) (httpAddr, httpsAddr string) {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "outpost-node")
@@ -161,8 +206,8 @@ func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, root
 		defer l.Close()
 		return l.Addr().String()
 	}
-	httpsAddr := addr()
-	cmd := exec.Command(bin, "-name", "edge-bench", "-controllers", env.Addr, "-http", addr(), "-https", httpsAddr,
+	httpAddr, httpsAddr = addr(), addr()
+	cmd := exec.Command(bin, "-name", "edge-bench", "-controllers", env.Addr, "-http", httpAddr, "-https", httpsAddr,
 		"-data-dir", filepath.Join(dir, "data"))
 	if a := os.Getenv("OUTPOST_BENCH_PPROF"); a != "" {
 		// Profile the edge while the benchmark runs:
@@ -196,7 +241,7 @@ func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, root
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return httpsAddr
+				return httpAddr, httpsAddr
 			}
 		}
 		if time.Now().After(deadline) {

@@ -36,7 +36,7 @@ func member(t *testing.T, name string, keys [][]byte, join ...string) *membershi
 	return m
 }
 
-func peer(m *membership.Member, name string) (membership.Peer, bool) {
+func gossipPeer(m *membership.Member, name string) (membership.Peer, bool) {
 	for _, p := range m.Peers() {
 		if p.Name == name && p.Alive {
 			return p, true
@@ -81,16 +81,16 @@ func TestNodeGossipFollowsTheController(t *testing.T) {
 	}
 	defer n.Close()
 	// Only a member with the controller's key sees the node.
-	eventually(t, "the watcher (key 1) to see the node", func() bool { _, ok := peer(watcher, "edge-g"); return ok })
+	eventually(t, "the watcher (key 1) to see the node", func() bool { _, ok := gossipPeer(watcher, "edge-g"); return ok })
 
 	if _, err := op.Nodes.DrainNode(ctx, &outpostv1.DrainNodeRequest{Name: "edge-g", Draining: true}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the node to gossip that it is draining", func() bool { p, ok := peer(watcher, "edge-g"); return ok && p.Meta.Draining })
+	eventually(t, "the node to gossip that it is draining", func() bool { p, ok := gossipPeer(watcher, "edge-g"); return ok && p.Meta.Draining })
 	if _, err := op.Nodes.DrainNode(ctx, &outpostv1.DrainNodeRequest{Name: "edge-g"}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the node to gossip that it is back", func() bool { p, ok := peer(watcher, "edge-g"); return ok && !p.Meta.Draining })
+	eventually(t, "the node to gossip that it is back", func() bool { p, ok := gossipPeer(watcher, "edge-g"); return ok && !p.Meta.Draining })
 
 	// Rotate as documented: [k1 k2], then [k2 k1]. The node applies each
 	// step without a restart; the watcher follows too, so nobody flaps.
@@ -104,8 +104,8 @@ func TestNodeGossipFollowsTheController(t *testing.T) {
 	// A member that knows only the new key joins the node: the node
 	// encrypts with k2 now.
 	late := member(t, "late", [][]byte{k2}, n.GossipAddr())
-	eventually(t, "a member with only key 2 to see the node", func() bool { _, ok := peer(late, "edge-g"); return ok })
-	if _, ok := peer(watcher, "edge-g"); !ok {
+	eventually(t, "a member with only key 2 to see the node", func() bool { _, ok := gossipPeer(late, "edge-g"); return ok })
+	if _, ok := gossipPeer(watcher, "edge-g"); !ok {
 		t.Fatal("the watcher lost the node during the rotation")
 	}
 }
