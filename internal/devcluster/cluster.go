@@ -1,7 +1,8 @@
 // Package devcluster runs a whole Outpost cluster in one process for local
 // development: it is `make dev`, the first thing a newcomer runs. It starts
-// the controller with its embedded etcd, a demo origin, a scheduler and
-// three edge nodes on loopback addresses; sets up a demo account, tokens and
+// the controller with its embedded etcd, a demo origin, a scheduler, three
+// edge nodes on loopback addresses, and Pebble, a test ACME CA, that gives
+// the controller free certificates (EnableHttps free); sets up a demo account, tokens and
 // a pre-configured domain through the real gRPC API; writes every address
 // and token to DIR/endpoints.json; and prints what to try.
 //
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/outpost-cdn/outpost/controller"
+	"github.com/outpost-cdn/outpost/controller/acmetest"
 	"github.com/outpost-cdn/outpost/node"
 	"github.com/outpost-cdn/outpost/scheduler"
 )
@@ -33,6 +35,7 @@ type Cluster struct {
 	cfg       Config
 	log       *slog.Logger
 	ctrl      *controller.Controller
+	acme      *acmetest.CA
 	origin    *origin
 	sched     *scheduler.Scheduler
 	nodes     []*node.Node
@@ -70,6 +73,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The ACME CA before the controller, which needs its address. It
+	// validates on edge-1, whose port is known from the plan.
+	var acmeRoot string
+	if c.acme, acmeRoot, err = startACME(dir, p, cfg.NodeIPs[0], log); err != nil {
+		return nil, err
+	}
 	// The origin first: the controller must allow its ports, which may have
 	// been picked by the kernel.
 	if c.origin, err = startOrigin(dir, p.originHTTP, p.originHTTPS, log); err != nil {
@@ -83,7 +92,12 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		CNAMESuffix:    cfg.CNAMESuffix,
 		OriginPorts:    []uint32{80, 443, c.origin.httpPort(), c.origin.httpsPort()},
 		// The keyring is generated in DataDir at first start and kept.
-		BootstrapToken:    opToken,
+		BootstrapToken: opToken,
+		// Free certificates from the dev ACME CA. A failed validation is
+		// retried after 15 s rather than 10 min: Pebble has no rate limits.
+		AcmeDirectoryURL:  c.acme.DirectoryURL,
+		AcmeCARoots:       c.acme.TLSRootsPEM,
+		AcmeRetryMin:      15 * time.Second,
 		Logger:            log,
 		EtcdUnsafeNoFsync: cfg.EtcdUnsafeNoFsync,
 	})
@@ -124,6 +138,9 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		DemoCNAME:       s.demoCNAME,
 		DemoCertFile:    filepath.Join(dir, demoCertFile),
 		OriginCAFile:    c.origin.caFile,
+		AcmeDirectory:   c.acme.DirectoryURL,
+		AcmeDNS:         c.acme.DNSAddr(),
+		AcmeRootFile:    acmeRoot,
 	}
 	c.ep.DemoCAFiles = []string{c.ep.DemoCertFile, c.ep.OriginCAFile}
 	c.ep.CoverageZoneFile = czf
@@ -145,8 +162,8 @@ func (c *Cluster) Endpoints() Endpoints { return c.ep }
 func (c *Cluster) EndpointsPath() string { return filepath.Join(c.cfg.Dir, EndpointsFile) }
 
 // Close stops everything in reverse order of start: edge nodes, scheduler,
-// demo origin, then the controller and its etcd. It is safe to call more
-// than once.
+// demo origin, the controller and its etcd, then the ACME CA. It is safe to
+// call more than once.
 func (c *Cluster) Close() {
 	c.closeOnce.Do(func() {
 		if c.nodes != nil {
@@ -160,6 +177,9 @@ func (c *Cluster) Close() {
 		}
 		if c.ctrl != nil {
 			c.ctrl.Close()
+		}
+		if c.acme != nil {
+			c.acme.Close()
 		}
 	})
 }
@@ -188,7 +208,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("outpost-dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: outpost-dev [flags]\n\nRuns a whole Outpost cluster (controller and etcd, scheduler, three edge\nnodes, a demo origin) in the foreground. Ctrl-C stops it.\n\nFlags:\n")
+		fmt.Fprintf(stderr, "Usage: outpost-dev [flags]\n\nRuns a whole Outpost cluster (controller and etcd, scheduler, three edge\nnodes, a demo origin, an ACME CA for free certificates) in the foreground.\nCtrl-C stops it.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
 	var cfg Config

@@ -2,9 +2,12 @@ package devcluster
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -78,6 +82,8 @@ func TestCluster(t *testing.T) {
 	t.Run("demo domain", func(t *testing.T) { checkDemoDomain(t, ep) })
 	t.Run("demo origin", func(t *testing.T) { checkOrigin(t, ep) })
 	t.Run("scheduler routes by client subnet", func(t *testing.T) { checkScheduler(t, ep) })
+	var freeFingerprint string
+	t.Run("free certificate", func(t *testing.T) { freeFingerprint = checkFreeCertificate(t, ep) })
 	t.Run("secrets are private", func(t *testing.T) {
 		for _, f := range []string{operatorTokenFile, demoTokenFile, nodeTokenFile, "origin/a.origin.test.key", "origin/b.origin.test.key"} {
 			st, err := os.Stat(filepath.Join(dir, f))
@@ -132,6 +138,18 @@ func TestCluster(t *testing.T) {
 	}
 	checkDemoDomain(t, ep2)
 	checkOrigin(t, ep2)
+	if freeFingerprint != "" {
+		// The new Pebble has a new root; the certificate the first one
+		// issued is still served, and still verifies with the roots file.
+		if ep2.AcmeRootFile != ep.AcmeRootFile {
+			t.Errorf("acme_root_file %q, was %q", ep2.AcmeRootFile, ep.AcmeRootFile)
+		}
+		roots := readRoots(t, ep2.AcmeRootFile)
+		if len(roots) != 2 {
+			t.Errorf("%s holds %d roots after a restart, want 2 (this start's and the first's)", ep2.AcmeRootFile, len(roots))
+		}
+		waitServedFree(t, ep2, freeFingerprint)
+	}
 
 	// A stored demo token that no longer works is replaced by a new one.
 	revokeToken(t, ep2.Controller, ep2.OperatorToken, ep2.Token)
@@ -189,7 +207,8 @@ func checkEndpointsFile(t *testing.T, dir string, ep Endpoints) {
 	}
 	for _, k := range []string{"etcd_endpoints", "controller", "token", "operator_token", "cname_suffix",
 		"scheduler_grpc", "scheduler_dns", "nodes", "origin_http", "origin_https", "demo_domain",
-		"demo_origin_names", "demo_cname", "demo_ca_files", "demo_client_subnets"} {
+		"demo_origin_names", "demo_cname", "demo_ca_files", "demo_client_subnets",
+		"acme_directory", "acme_dns", "acme_root_file"} {
 		v, ok := m[k]
 		if !ok {
 			t.Errorf("endpoints.json lacks %q", k)
@@ -239,6 +258,12 @@ func checkEndpointsFile(t *testing.T, dir string, ep Endpoints) {
 		if _, err := parseCertPEM(pem); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
+	}
+	if len(readRoots(t, got.AcmeRootFile)) == 0 {
+		t.Errorf("%s holds no root", got.AcmeRootFile)
+	}
+	if !strings.HasPrefix(got.AcmeDirectory, "https://127.0.0.1:") {
+		t.Errorf("acme_directory %q", got.AcmeDirectory)
 	}
 	if !strings.HasSuffix(got.DemoCNAME, "."+got.CNAMESuffix) {
 		t.Errorf("demo CNAME %q is not under %q", got.DemoCNAME, got.CNAMESuffix)
@@ -414,7 +439,7 @@ func TestPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	port := ln.Addr().(*net.TCPAddr).Port
-	if port+offOriginHTTPS > 65535 {
+	if port+offMax > 65535 {
 		t.Skip("no room above the free port")
 	}
 	cfg := testConfig(t, t.TempDir())
@@ -427,6 +452,43 @@ func TestPortInUse(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
+	}
+}
+
+// TestACMEPortsInUse: the dev ACME CA's ports are checked before anything
+// starts, with the flag that moves them. Every other address of the plan is
+// a free port, so that only the taken one can fail.
+func TestACMEPortsInUse(t *testing.T) {
+	for _, tc := range []struct {
+		what string
+		addr func(*plan) *string
+	}{
+		{"ACME CA directory", func(p *plan) *string { return &p.acmeDir }},
+		{"ACME CA DNS", func(p *plan) *string { return &p.acmeDNS }},
+	} {
+		t.Run(tc.what, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			cfg := Config{}
+			if err := cfg.setDefaults(); err != nil {
+				t.Fatal(err)
+			}
+			p := makePlan(&cfg)
+			*tc.addr(p) = ln.Addr().String()
+			err = p.check()
+			if err == nil {
+				t.Fatal("the check passed on a taken port")
+			}
+			port := ln.Addr().(*net.TCPAddr).Port
+			for _, want := range []string{fmt.Sprintf("port %d", port), tc.what, "--base-port"} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
 	}
 }
 
@@ -462,6 +524,7 @@ func TestPrintTry(t *testing.T) {
 		OriginHTTP: "127.0.0.1:7080", OriginHTTPS: "127.0.0.1:7443", DemoDomain: DemoDomain,
 		DemoOriginNames: originNames, DemoCNAME: "abc.cdn.outpost.test", DemoCertFile: "/x/demo/www.demo.test.crt",
 		OriginCAFile: "/x/origin/ca.crt", DemoClientSubnets: map[string]string{"east": "198.51.100.0/24", "west": "203.0.113.0/24"},
+		AcmeDirectory: "https://127.0.0.1:7014/dir", AcmeDNS: "127.0.0.1:7015", AcmeRootFile: "/x/acme/pebble-root.pem",
 	}
 	var b strings.Builder
 	printTry(&b, ep, "/x/endpoints.json")
@@ -477,6 +540,13 @@ func TestPrintTry(t *testing.T) {
 		"dig @127.0.0.1 -p 7053 abc.cdn.outpost.test A +subnet=198.51.100.0/24   # a client in the east",
 		"dig @127.0.0.1 -p 7053 abc.cdn.outpost.test A +subnet=203.0.113.0/24   # a client in the west",
 		"bin/outpostctl resolve www.demo.test --client-ip 198.51.100.7 --scheduler 127.0.0.1:7100",
+		"ACME CA      https://127.0.0.1:7014/dir  (Pebble; DNS 127.0.0.1:7015; roots /x/acme/pebble-root.pem)",
+		"bin/outpostctl domain add free.demo.test --origin ip:127.0.0.1:7080",
+		"bin/outpostctl origin protocol free.demo.test --policy http",
+		"bin/outpostctl https enable free.demo.test --free",
+		"bin/outpostctl https get free.demo.test",
+		"bin/outpostctl cert info free.demo.test",
+		"curl --resolve free.demo.test:8443:127.0.1.1 --cacert /x/acme/pebble-root.pem https://free.demo.test:8443/whoami.txt",
 	} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("output lacks %q:\n%s", want, b.String())
@@ -522,6 +592,174 @@ func checkScheduler(t *testing.T, ep Endpoints) {
 				t.Fatalf("a client in %s (%s): %v %v", region, subnet, r, err)
 			}
 			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// freeWait bounds each wait of the free certificate checks.
+const freeWait = 30 * time.Second
+
+// checkFreeCertificate does what the printed tour suggests: it adds
+// FreeDemoDomain with the demo origin's HTTP address as its origin (over
+// HTTP whatever the client's scheme) and asks
+// for a free certificate, which Pebble issues after validating HTTP-01 on
+// edge-1. Every edge node then serves it over TLS, chained to the root in
+// acme_root_file. It returns the certificate's SHA-256 fingerprint.
+func checkFreeCertificate(t *testing.T, ep Endpoints) string {
+	t.Helper()
+	conn, err := dial(ep.Controller, ep.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*freeWait)
+	defer cancel()
+	host, portText, _ := net.SplitHostPort(ep.OriginHTTP)
+	port, _ := strconv.Atoi(portText)
+	domains := outpostv1.NewDomainServiceClient(conn)
+	if _, err := domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: FreeDemoDomain, Origins: []*outpostv1.Origin{
+		{Type: outpostv1.OriginType_ORIGIN_TYPE_IP, Address: host, Port: uint32(port)},
+	}}); err != nil {
+		t.Fatalf("CreateDomain: %v", err)
+	}
+	// The demo origin's HTTP port speaks HTTP only, also to HTTPS clients.
+	if _, err := outpostv1.NewOriginServiceClient(conn).SetOriginProtocol(ctx, &outpostv1.SetOriginProtocolRequest{
+		Domain: FreeDemoDomain, Policy: outpostv1.OriginProtocolPolicy_ORIGIN_PROTOCOL_POLICY_HTTP,
+	}); err != nil {
+		t.Fatalf("SetOriginProtocol: %v", err)
+	}
+	https := outpostv1.NewHttpsServiceClient(conn)
+	resp, err := https.EnableHttps(ctx, &outpostv1.EnableHttpsRequest{Domain: FreeDemoDomain, Source: &outpostv1.EnableHttpsRequest_Free{Free: true}})
+	if err != nil {
+		t.Fatalf("EnableHttps free: %v", err)
+	}
+	if s := resp.GetHttps().GetFree().GetStatus(); s != outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_APPLYING {
+		t.Fatalf("EnableHttps free: status %v, want APPLYING", s)
+	}
+
+	var settings *outpostv1.GetHttpsSettingsResponse
+	deadline := time.Now().Add(freeWait)
+	for {
+		settings, err = https.GetHttpsSettings(ctx, &outpostv1.GetHttpsSettingsRequest{Domain: FreeDemoDomain})
+		if err == nil && settings.GetHttps().GetFree().GetStatus() == outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_ISSUED {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no free certificate issued within %v; last seen: %v %v", freeWait, settings.GetHttps(), err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	cert := settings.GetCertificate()
+	if !settings.GetHttps().GetEnabled() || cert.GetSource() != outpostv1.CertificateSource_CERTIFICATE_SOURCE_ACME ||
+		len(cert.GetDnsNames()) != 1 || cert.GetDnsNames()[0] != FreeDemoDomain {
+		t.Fatalf("after issuance: https %v, certificate %v; want HTTPS on with an ACME certificate for %s", settings.GetHttps(), cert, FreeDemoDomain)
+	}
+	waitServedFree(t, ep, cert.GetFingerprintSha256())
+
+	// A request over HTTPS to edge-1, verified as curl --cacert would,
+	// reaches the demo origin.
+	pool := x509.NewCertPool()
+	for _, r := range readRoots(t, ep.AcmeRootFile) {
+		pool.AddCert(r)
+	}
+	client := &http.Client{
+		Timeout: 5 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, ep.Nodes[0].HTTPS)
+			},
+			TLSClientConfig:   &tls.Config{RootCAs: pool},
+			DisableKeepAlives: true,
+		},
+	}
+	if body, _ := get(t, client, "https://"+FreeDemoDomain+"/whoami.txt"); body != "origin vhost a\n" {
+		t.Errorf("https://%s/whoami.txt through edge-1 = %q", FreeDemoDomain, body)
+	}
+	return cert.GetFingerprintSha256()
+}
+
+// waitServedFree waits until every edge node presents the certificate with
+// the given fingerprint for FreeDemoDomain in a handshake that verifies
+// against acme_root_file.
+func waitServedFree(t *testing.T, ep Endpoints, fingerprint string) {
+	t.Helper()
+	pool := x509.NewCertPool()
+	for _, r := range readRoots(t, ep.AcmeRootFile) {
+		pool.AddCert(r)
+	}
+	for _, n := range ep.Nodes {
+		deadline := time.Now().Add(freeWait)
+		for {
+			var last string
+			conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.HTTPS, &tls.Config{ServerName: FreeDemoDomain, RootCAs: pool})
+			if err == nil {
+				leaf := conn.ConnectionState().PeerCertificates[0]
+				conn.Close()
+				sum := sha256.Sum256(leaf.Raw)
+				if hex.EncodeToString(sum[:]) == fingerprint {
+					break
+				}
+				last = "serial " + leaf.SerialNumber.String()
+			} else {
+				last = err.Error()
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s did not serve the free certificate of %s within %v, verified against %s; last: %s", n.Name, FreeDemoDomain, freeWait, ep.AcmeRootFile, last)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// readRoots returns the certificates of a PEM file.
+func readRoots(t *testing.T, path string) []*x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var certs []*x509.Certificate
+	for {
+		var block *pem.Block
+		if block, b = pem.Decode(b); block == nil {
+			return certs
+		}
+		c, err := x509.ParseCertificate(block.Bytes)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
+		}
+		certs = append(certs, c)
+	}
+}
+
+func TestWriteAcmeRoots(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "acme", "roots.pem")
+	root := func(i int) []byte {
+		leaf, err := issueLeaf(fmt.Sprintf("root%d.test", i), nil, nil, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return leaf.certPEM
+	}
+	var all [][]byte
+	for i := range maxAcmeRoots + 2 {
+		all = append(all, root(i))
+		if err := writeAcmeRoots(path, all[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Again with the newest: not listed twice.
+	if err := writeAcmeRoots(path, all[len(all)-1]); err != nil {
+		t.Fatal(err)
+	}
+	got := readRoots(t, path)
+	if len(got) != maxAcmeRoots {
+		t.Fatalf("%d roots kept, want %d", len(got), maxAcmeRoots)
+	}
+	for i, c := range got {
+		want := fmt.Sprintf("root%d.test", len(all)-1-i)
+		if c.Subject.CommonName != want {
+			t.Errorf("root %d is %s, want %s (newest first)", i, c.Subject.CommonName, want)
 		}
 	}
 }

@@ -26,6 +26,8 @@ var DefaultNodeIPs = []string{"127.0.1.1", "127.0.1.2", "127.0.1.3"}
 // Port offsets from Config.BasePort.
 const (
 	offController  = 0
+	offAcmeDir     = 14 // the dev ACME CA's directory (Pebble, HTTPS)
+	offAcmeDNS     = 15 // the DNS server Pebble validates through (TCP)
 	offEtcdClient  = 379
 	offEtcdPeer    = 380
 	offSchedGRPC   = 100
@@ -33,6 +35,8 @@ const (
 	offSchedGossip = 946
 	offOriginHTTP  = 80
 	offOriginHTTPS = 443
+	// offMax is the highest offset.
+	offMax = offSchedGossip
 )
 
 // Config says where the dev cluster keeps its state and listens. The zero
@@ -44,8 +48,10 @@ type Config struct {
 	Dir string
 	// BasePort places the cluster's own services on 127.0.0.1: controller
 	// BasePort, etcd client BasePort+379 and peer BasePort+380, scheduler
-	// gRPC BasePort+100 and DNS BasePort+53 (UDP and TCP), demo origin HTTP
-	// BasePort+80 and HTTPS BasePort+443. 0 picks free ports.
+	// gRPC BasePort+100, DNS BasePort+53 (UDP and TCP) and gossip
+	// BasePort+946 (UDP and TCP), demo origin HTTP BasePort+80 and HTTPS
+	// BasePort+443, the dev ACME CA's directory BasePort+14 and the DNS
+	// server it validates through BasePort+15 (TCP). 0 picks free ports.
 	BasePort int
 	// NodeHTTPPort and NodeHTTPSPort are the edge nodes' ports, on each of
 	// NodeIPs. 0 picks free ports.
@@ -74,7 +80,7 @@ type Config struct {
 // defaults of `make dev`.
 func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Dir, "dir", DefaultDir, "directory of the cluster's state (etcd data, tokens, certificates, endpoints.json)")
-	fs.IntVar(&c.BasePort, "base-port", DefaultBasePort, "first port of the services on 127.0.0.1: controller +0, scheduler DNS +53, origin HTTP +80, scheduler gRPC +100, etcd +379/+380, origin HTTPS +443")
+	fs.IntVar(&c.BasePort, "base-port", DefaultBasePort, "first port of the services on 127.0.0.1: controller +0, ACME CA directory +14 and its DNS +15, scheduler DNS +53, origin HTTP +80, scheduler gRPC +100, etcd +379/+380, origin HTTPS +443, scheduler gossip +946")
 	fs.IntVar(&c.NodeHTTPPort, "node-http-port", DefaultNodeHTTPPort, "HTTP port of every edge node")
 	fs.IntVar(&c.NodeHTTPSPort, "node-https-port", DefaultNodeHTTPSPort, "HTTPS port of every edge node")
 	c.NodeIPs = append([]string(nil), DefaultNodeIPs...)
@@ -109,8 +115,8 @@ func (c *Config) setDefaults() error {
 	if c.Stdout == nil {
 		c.Stdout = io.Discard
 	}
-	if c.BasePort < 0 || c.BasePort+offOriginHTTPS > 65535 {
-		return fmt.Errorf("--base-port %d is out of range: the cluster uses ports up to base+%d, so use 1-%d (or 0 for free ports)", c.BasePort, offOriginHTTPS, 65535-offOriginHTTPS)
+	if c.BasePort < 0 || c.BasePort+offMax > 65535 {
+		return fmt.Errorf("--base-port %d is out of range: the cluster uses ports up to base+%d, so use 1-%d (or 0 for free ports)", c.BasePort, offMax, 65535-offMax)
 	}
 	for _, p := range []struct {
 		flag string

@@ -55,6 +55,15 @@ type Endpoints struct {
 	DemoClientSubnets map[string]string `json:"demo_client_subnets"`
 	// CoverageZoneFile is the scheduler's coverage zone.
 	CoverageZoneFile string `json:"coverage_zone_file"`
+	// AcmeDirectory is the directory URL of the dev ACME CA (Pebble), from
+	// which the controller gets free certificates; AcmeDNS is the DNS
+	// server (TCP) its validation authority asks, which answers every name
+	// with edge-1's address. AcmeRootFile holds the roots its certificates
+	// chain to, for curl --cacert: this start's first, then those of
+	// earlier starts, as Pebble makes a new root at each.
+	AcmeDirectory string `json:"acme_directory"`
+	AcmeDNS       string `json:"acme_dns"`
+	AcmeRootFile  string `json:"acme_root_file"`
 }
 
 // NodeEndpoint is one edge node.
@@ -89,6 +98,9 @@ func printTry(w io.Writer, ep Endpoints, endpointsPath string) {
 	}
 	p("  demo origin  http %s  https %s  (SNI %s)", ep.OriginHTTP, ep.OriginHTTPS, strings.Join(ep.DemoOriginNames, " or "))
 	p("  demo domain  %s  CNAME %s", ep.DemoDomain, ep.DemoCNAME)
+	if ep.AcmeDirectory != "" {
+		p("  ACME CA      %s  (Pebble; DNS %s; roots %s)", ep.AcmeDirectory, ep.AcmeDNS, ep.AcmeRootFile)
+	}
 	p("")
 	p("What to try, in another terminal from the repository root:")
 	p("")
@@ -109,6 +121,18 @@ func printTry(w io.Writer, ep Endpoints, endpointsPath string) {
 		p("  bin/outpostctl refresh http://%s/time.txt && bin/outpostctl task list   # purge on every node", ep.DemoDomain)
 		p("  bin/outpostctl prefetch http://%s/1k.bin     # warm every node", ep.DemoDomain)
 		p("  bin/outpostctl cache rule add %s --ext bin --ttl 7d", ep.DemoDomain)
+	}
+	if ep.AcmeDirectory != "" && len(ep.Nodes) > 0 {
+		host, port := splitHostPort(ep.Nodes[0].HTTPS)
+		p("")
+		p("Free certificates: Pebble, a test ACME CA, validates over HTTP on %s as if every name led there:", ep.Nodes[0].HTTP)
+		p("")
+		p("  bin/outpostctl domain add %s --origin ip:%s", FreeDemoDomain, ep.OriginHTTP)
+		p("  bin/outpostctl origin protocol %s --policy http   # that port speaks HTTP, also to HTTPS clients", FreeDemoDomain)
+		p("  bin/outpostctl https enable %s --free", FreeDemoDomain)
+		p("  bin/outpostctl https get %s     # free certificate issued within seconds", FreeDemoDomain)
+		p("  bin/outpostctl cert info %s", FreeDemoDomain)
+		p("  curl --resolve %s:%s:%s --cacert %s https://%s:%s/whoami.txt", FreeDemoDomain, port, host, ep.AcmeRootFile, FreeDemoDomain, port)
 	}
 	p("")
 	p("The scheduler answers the nearest edge nodes for the client's subnet (EDNS Client Subnet):")

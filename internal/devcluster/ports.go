@@ -17,6 +17,7 @@ type plan struct {
 	controller, etcdClient, etcdPeer string
 	schedGRPC, schedDNS, schedGossip string
 	originHTTP, originHTTPS          string
+	acmeDir, acmeDNS                 string
 	nodeHTTP, nodeHTTPS              []string
 }
 
@@ -43,6 +44,8 @@ func makePlan(cfg *Config) *plan {
 		schedGossip: base(offSchedGossip),
 		originHTTP:  base(offOriginHTTP),
 		originHTTPS: base(offOriginHTTPS),
+		acmeDir:     base(offAcmeDir),
+		acmeDNS:     base(offAcmeDNS),
 	}
 	for _, ip := range cfg.NodeIPs {
 		p.nodeHTTP = append(p.nodeHTTP, net.JoinHostPort(ip, strconv.Itoa(cfg.NodeHTTPPort)))
@@ -63,6 +66,8 @@ func (p *plan) listeners() []listener {
 		{"scheduler gossip (UDP)", p.schedGossip, "--base-port", true},
 		{"demo origin HTTP", p.originHTTP, "--base-port", false},
 		{"demo origin HTTPS", p.originHTTPS, "--base-port", false},
+		{"ACME CA directory (Pebble)", p.acmeDir, "--base-port", false},
+		{"ACME CA DNS (Pebble, TCP)", p.acmeDNS, "--base-port", false},
 	}
 	for i, spec := range nodePlan {
 		ls = append(ls,

@@ -24,10 +24,13 @@ import (
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
 
-// The demo account and its pre-configured domain.
+// The demo account and its pre-configured domain. FreeDemoDomain is the
+// domain the printed tour creates for a free certificate; the set-up does
+// not create it.
 const (
-	DemoAccount = "demo"
-	DemoDomain  = "www.demo.test"
+	DemoAccount    = "demo"
+	DemoDomain     = "www.demo.test"
+	FreeDemoDomain = "free.demo.test"
 )
 
 // Files under Config.Dir.
@@ -240,9 +243,11 @@ func ensureDemoDomain(ctx context.Context, dir, addr, token string, o *origin, l
 		return fail("get", err)
 	}
 
-	if !d.GetHttps().GetEnabled() {
+	if !d.GetHttps().GetEnabled() && d.GetHttps().GetFree() == nil {
 		// New, or a previous start stopped half-way: (re)apply the demo
-		// settings. Turning HTTPS on comes last and marks the set-up done.
+		// settings. Turning HTTPS on comes last and marks the set-up done
+		// (as does a free certificate asked for since, with HTTPS off
+		// until it is issued).
 		if _, err := origins.SetOriginSni(ctx, &outpostv1.SetOriginSniRequest{Domain: DemoDomain, Enabled: true, Value: OriginNameA}); err != nil {
 			return fail("set origin SNI", err)
 		}
@@ -352,6 +357,11 @@ func checkDemoHTTPS(ctx context.Context, https outpostv1.HttpsServiceClient, dir
 	got, err := https.GetHttpsSettings(ctx, &outpostv1.GetHttpsSettingsRequest{Domain: DemoDomain})
 	if err != nil {
 		return err
+	}
+	if got.GetHttps().GetFree() != nil {
+		// Switched to a free certificate: the controller renews it, and it
+		// chains to the dev ACME CA's root, not to the demo certificate file.
+		return nil
 	}
 	cert := got.GetCertificate()
 	if got.GetHttps().GetCertificateOwned() && cert.GetNotAfter() != nil && time.Until(cert.GetNotAfter().AsTime()) < renewBefore {
