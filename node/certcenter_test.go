@@ -75,6 +75,12 @@ func TestEdgeServesExpiredCertificate(t *testing.T) {
 	if got := scrapeMetric(t, n, `outpost_edge_tls_expired_certificate_handshakes_total{domain="www.example.com"}`); got != "2" {
 		t.Fatalf("expired-certificate handshakes counted: %q, want 2", got)
 	}
+	if got := scrapeMetric(t, n, `outpost_edge_certificates_expired`); got != "1" {
+		t.Fatalf("expired certificates loaded: %q, want 1", got)
+	}
+	if got := scrapeMetric(t, n, `outpost_edge_certificate_not_after_timestamp_seconds{certificate_id="`+up.GetCertificate().GetId()+`"}`); got == "" {
+		t.Fatal("no expiry gauge for the certificate")
+	}
 
 	// Renewing it in place moves the domain at the next handshake.
 	fresh := certstest.Issue(t, certstest.Options{DNSNames: []string{domain}, Issuer: ca, NotBefore: time.Now().Add(-72 * time.Hour)})
@@ -89,6 +95,9 @@ func TestEdgeServesExpiredCertificate(t *testing.T) {
 	}
 	if got := scrapeMetric(t, n, `outpost_edge_tls_expired_certificate_handshakes_total{domain="www.example.com"}`); got != "2" {
 		t.Fatalf("expired-certificate handshakes after renewal: %q", got)
+	}
+	if got := scrapeMetric(t, n, `outpost_edge_certificates_expired`); got != "0" {
+		t.Fatalf("expired certificates loaded after renewal: %q, want 0", got)
 	}
 }
 

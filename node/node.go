@@ -138,6 +138,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("role", "node", "node", cfg.Name), metrics: newMetrics(), transports: &transports{},
 		via: "1.1 " + cfg.Name + " (outpost)"}
 	n.viaValue = []string{n.via}
+	n.metrics.reg.MustRegister(certCollector{n})
 	n.rp = n.newReverseProxy()
 	if n.cache, err = cache.Open(cache.Config{MaxBytes: cfg.CacheMemoryBytes, Dir: cfg.CacheDir, DiskBytes: cfg.CacheDiskBytes,
 		Logger: n.log}, n.metrics.evictions.Inc); err != nil {
