@@ -10,9 +10,6 @@ import (
 
 func TestMain(m *testing.M) {
 	leakcheck.VerifyTestMain(m,
-		// Pebble's validation authority reads its task queue for the life
-		// of the process: it has no way to stop.
-		goleak.IgnoreAnyFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"),
 		// Idle keep-alive connections of http.Clients the tests made.
 		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
 		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),

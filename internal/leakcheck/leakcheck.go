@@ -23,6 +23,9 @@ var known = []goleak.Option{
 	// goroutine waits for its ack timer (one probe interval) and returns.
 	goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).probeNode"),
 	goleak.IgnoreAnyFunction("github.com/hashicorp/memberlist.(*Memberlist).sendPingAndWaitForAck"),
+	// Pebble's validation authority (the dev cluster's and the tests' ACME
+	// CA) reads its task queue for the life of the process: it cannot stop.
+	goleak.IgnoreAnyFunction("github.com/letsencrypt/pebble/v2/va.VAImpl.processTasks"),
 }
 
 // VerifyTestMain runs the tests of m, then fails the binary if goroutines
