@@ -31,6 +31,7 @@ dev: build ## Run the all-in-one local cluster in the foreground (Ctrl-C stops i
 .PHONY: test
 test: deps check-generate lint-go ## Run the whole test suite (what CI runs)
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	@echo "e2e tests skipped (they need Docker): run 'make test-e2e'"
 
 .PHONY: test-race
 test-race: ## Run the tests with the race detector
@@ -78,10 +79,37 @@ lint-go:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
+# Flags for outpost-bench, e.g. BENCHFLAGS="-quick -only 'Cache hit'"; see docs/benchmarks.md.
+BENCHFLAGS ?=
+
 .PHONY: bench
-bench: ## Run the Go benchmarks
+bench: ## Run the benchmark suite beside nginx (under 20 min) and write docs/benchmarks.md
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/outpost-bench ./cmd/outpost-bench
+	$(BIN)/outpost-bench $(BENCHFLAGS)
+
+.PHONY: bench-all
+bench-all: ## Run every Go benchmark once, with no report (go test -bench .)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: clean
 clean: ## Remove build output and the dev cluster's state
 	rm -rf $(BIN) .outpost-dev
+
+# Multi-host deployment: deploy/ and docs/deployment.md. These need Docker and
+# are not part of `make test` or CI.
+.PHONY: images
+images: ## Build static binaries into bin/linux-amd64/ and the FROM-scratch images outpost/*
+	GO=$(GO) deploy/images/build.sh
+
+.PHONY: compose-up
+compose-up: images ## Run the multi-host topology in Docker (etcd x3, controllers x2, schedulers x2, edges x6, origin)
+	deploy/compose/up.sh
+
+.PHONY: compose-down
+compose-down: ## Tear the Docker topology down: containers, networks, volumes, secrets
+	deploy/compose/down.sh
+
+.PHONY: test-e2e
+test-e2e: images ## Bring the Docker topology up, test it through edges and a scheduler, tear it down
+	$(GO) test -tags e2e -count=1 -timeout 10m -v ./deploy/compose/
