@@ -188,10 +188,17 @@ func hitSetup(b *testing.B) *hitBench {
 	return &hitBench{peer: p, env: env, edgeHTTP: edgeHTTP, edgeHTTPS: edgeHTTPS, roots: roots, peerRoots: peerRoots}
 }
 
-// nodeProcess builds outpost-node, runs it against the controller of env
-// until the benchmark ends, and returns its HTTPS address once it serves
-// host.
-func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, roots *x509.CertPool) (httpAddr, httpsAddr string) {
+// edgeProc is an outpost-node process a benchmark runs.
+type edgeProc struct {
+	httpAddr, httpsAddr string
+	cmd                 *exec.Cmd
+	logs                *syncBuffer
+}
+
+// startEdgeProcess builds outpost-node and runs it against the controller
+// of env until the benchmark ends, on free loopback ports. With pprofAddr
+// it also serves metrics and Go profiles there.
+func startEdgeProcess(b *testing.B, env *controllertest.Env, token, pprofAddr string) *edgeProc {
 	b.Helper()
 	dir := b.TempDir()
 	bin := filepath.Join(dir, "outpost-node")
@@ -206,32 +213,40 @@ func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, root
 		defer l.Close()
 		return l.Addr().String()
 	}
-	httpAddr, httpsAddr = addr(), addr()
-	cmd := exec.Command(bin, "-name", "edge-bench", "-controllers", env.Addr, "-http", httpAddr, "-https", httpsAddr,
+	p := &edgeProc{httpAddr: addr(), httpsAddr: addr(), logs: &syncBuffer{}}
+	p.cmd = exec.Command(bin, "-name", "edge-bench", "-controllers", env.Addr, "-http", p.httpAddr, "-https", p.httpsAddr,
 		"-data-dir", filepath.Join(dir, "data"))
-	if a := os.Getenv("OUTPOST_BENCH_PPROF"); a != "" {
-		// Profile the edge while the benchmark runs:
-		//   OUTPOST_BENCH_PPROF=127.0.0.1:6060 go test -bench ... &
-		//   go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5
-		cmd.Args = append(cmd.Args, "-metrics", a, "-pprof")
+	if pprofAddr != "" {
+		p.cmd.Args = append(p.cmd.Args, "-metrics", pprofAddr, "-pprof")
 	}
-	cmd.Env = append(os.Environ(), "OUTPOST_NODE_TOKEN="+token)
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
+	p.cmd.Env = append(os.Environ(), "OUTPOST_NODE_TOKEN="+token)
+	p.cmd.Stderr = p.logs
+	if err := p.cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
+		_ = p.cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
+		go func() { _ = p.cmd.Wait(); close(done) }()
 		select {
 		case <-done:
 		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
+			_ = p.cmd.Process.Kill()
 			<-done
 		}
 	})
+	return p
+}
+
+// nodeProcess runs an edge process (startEdgeProcess) and returns its
+// addresses once it serves host. OUTPOST_BENCH_PPROF=host:port profiles it:
+//
+//	OUTPOST_BENCH_PPROF=127.0.0.1:6060 go test -bench ... &
+//	go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5
+func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, roots *x509.CertPool) (httpAddr, httpsAddr string) {
+	b.Helper()
+	p := startEdgeProcess(b, env, token, os.Getenv("OUTPOST_BENCH_PPROF"))
+	httpAddr, httpsAddr = p.httpAddr, p.httpsAddr
 	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: host, RootCAs: roots}}}
 	defer cl.CloseIdleConnections()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -245,7 +260,7 @@ func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, root
 			}
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("the edge process never served %s (last: %v %v)\n%s", host, err, resp, logs.String())
+			b.Fatalf("the edge process never served %s (last: %v %v)\n%s", host, err, resp, p.logs.String())
 		}
 	}
 }

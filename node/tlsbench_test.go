@@ -356,59 +356,26 @@ func outpostTLSEdge(b *testing.B, names []string, pairs []tlsBenchPair) tlsServe
 	return srv
 }
 
-// edgeTLSProcess builds and runs outpost-node against env's controller (as
-// nodeProcess does) and returns its HTTPS address once a handshake with
-// the first and the last of names succeeds.
+// edgeTLSProcess runs an edge process (startEdgeProcess) and returns its
+// HTTPS address once a handshake with the first and the last of names
+// succeeds.
 func edgeTLSProcess(b *testing.B, env *controllertest.Env, token string, names []string) tlsServer {
 	b.Helper()
-	dir := b.TempDir()
-	bin := filepath.Join(dir, "outpost-node")
-	if out, err := exec.Command("go", "build", "-o", bin, "github.com/outpost-cdn/outpost/cmd/outpost-node").CombinedOutput(); err != nil {
-		b.Fatalf("build outpost-node: %v\n%s", err, out)
-	}
-	addr := func() string {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer l.Close()
-		return l.Addr().String()
-	}
-	httpsAddr := addr()
-	cmd := exec.Command(bin, "-name", "edge-bench", "-controllers", env.Addr, "-http", addr(), "-https", httpsAddr,
-		"-data-dir", filepath.Join(dir, "data"))
-	if a := os.Getenv("OUTPOST_BENCH_PPROF"); a != "" {
+	a := os.Getenv("OUTPOST_BENCH_PPROF")
+	if a != "" && len(names) == 1 {
 		// Profile the edges while they run: the one with many
 		// certificates serves metrics and profiles on
 		// OUTPOST_BENCH_PPROF, the one with one on the next port:
 		//   go tool pprof http://$OUTPOST_BENCH_PPROF/debug/pprof/profile?seconds=5
-		if len(names) == 1 {
-			host, port, err := net.SplitHostPort(a)
-			p, _ := strconv.Atoi(port)
-			if err != nil || p == 0 {
-				b.Fatalf("OUTPOST_BENCH_PPROF=%q: want host:port", a)
-			}
-			a = net.JoinHostPort(host, strconv.Itoa(p+1))
+		host, port, err := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		if err != nil || p == 0 {
+			b.Fatalf("OUTPOST_BENCH_PPROF=%q: want host:port", a)
 		}
-		cmd.Args = append(cmd.Args, "-metrics", a, "-pprof")
+		a = net.JoinHostPort(host, strconv.Itoa(p+1))
 	}
-	cmd.Env = append(os.Environ(), "OUTPOST_NODE_TOKEN="+token)
-	var logs syncBuffer
-	cmd.Stderr = &logs
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-	})
+	proc := startEdgeProcess(b, env, token, a)
+	httpsAddr, cmd, logs := proc.httpsAddr, proc.cmd, proc.logs
 	probe := []string{names[0], names[len(names)-1]}
 	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(50 * time.Millisecond) {
 		_, err := handshakes(httpsAddr, probe, len(probe), true, 5*time.Second)
