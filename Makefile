@@ -10,7 +10,7 @@ BUF_VERSION := v1.75.0
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 
-BINARIES := outpost-controller outpost-node outpost-scheduler outpostctl outpost-dev outpost-loadtest
+BINARIES := outpost-controller outpost-node outpost-scheduler outpost-etcd outpostctl outpost-dev outpost-loadtest
 GO_TEST_FLAGS ?= -count=1 -timeout 15m
 
 .DEFAULT_GOAL := help

@@ -203,7 +203,11 @@ func (s *accountService) CreateToken(ctx context.Context, req *outpostv1.CreateT
 		if !p.IsOperator() && account != p.Account {
 			return nil, apierr.NotFound(apierr.ReasonAccountNotFound, "account %q not found", account)
 		}
-	case outpostv1.Role_ROLE_OPERATOR, outpostv1.Role_ROLE_NODE:
+	case outpostv1.Role_ROLE_NODE:
+		// Edge nodes and schedulers authenticate with member certificates
+		// now: a bearer token would be a weaker way in.
+		return nil, apierr.FailedPrecondition(apierr.ReasonNodeTokensReplaced, "node tokens are replaced by one-time join tokens and member certificates: use PkiService.CreateJoinToken (outpostctl node join-token create)")
+	case outpostv1.Role_ROLE_OPERATOR:
 		if !p.IsOperator() {
 			return nil, apierr.PermissionDenied(apierr.ReasonOperatorOnly, "only an operator can create %s tokens", shortRole(role))
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -20,8 +21,15 @@ import (
 // Principal is the authenticated caller of a request.
 type Principal struct {
 	TokenID string
-	Account string // empty for operator and node tokens
+	Account string // empty for operator tokens and members
 	Role    outpostv1.Role
+	// A member (edge node or scheduler) authenticated by its certificate:
+	// its name (the certificate's CN), role, serial (hex) and expiry.
+	// Members have Role ROLE_NODE and TokenID "cert:<serial>".
+	Member         string
+	MemberRole     outpostv1.MemberRole
+	MemberSerial   string
+	MemberNotAfter time.Time
 }
 
 // IsOperator reports whether the caller manages the whole cluster.
@@ -53,8 +61,12 @@ const (
 	accessManage
 	// accessOperator: an operator token.
 	accessOperator
-	// accessNode: an edge node or scheduler token.
+	// accessNode: an edge node or scheduler, authenticated by its member
+	// certificate (mutual TLS), not by a bearer token.
 	accessNode
+	// accessPublic: no credentials (the CA certificate; Join, which its
+	// request's join token authenticates).
+	accessPublic
 )
 
 // publicServices need no credentials: health checks and reflection (the
@@ -65,6 +77,7 @@ var publicServices = []string{"/grpc.health.v1.Health/", "/grpc.reflection.v1.Se
 // per-method policy. Tokens are looked up by the SHA-256 of the secret, so
 // the store never holds a usable secret.
 type authenticator struct {
+	c      *Controller
 	store  *store.Store
 	policy map[string]access
 }
@@ -76,8 +89,22 @@ func (a *authenticator) authorize(ctx context.Context, method string) (context.C
 		}
 	}
 	need := a.policy[method]
-	if need == accessDenied {
+	switch need {
+	case accessDenied:
 		return nil, apierr.PermissionDenied(apierr.ReasonWrongRole, "method %s is not available", method)
+	case accessPublic:
+		return ctx, nil
+	case accessNode:
+		// Members authenticate with their certificate alone; a bearer
+		// token (even a legacy ROLE_NODE one) does not open these methods.
+		p, err := a.memberPrincipal(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if call, ok := ctx.Value(callInfoKey{}).(*callInfo); ok {
+			call.principal = p
+		}
+		return context.WithValue(ctx, principalKey{}, p), nil
 	}
 	secret, err := bearer(ctx)
 	if err != nil {
@@ -137,10 +164,6 @@ func permit(p *Principal, need access) error {
 			return nil
 		}
 		return apierr.PermissionDenied(apierr.ReasonOperatorOnly, "this method needs an operator token")
-	case accessNode:
-		if role == outpostv1.Role_ROLE_NODE {
-			return nil
-		}
 	}
 	return apierr.PermissionDenied(apierr.ReasonWrongRole, "the token's role (%s) may not call this method", shortRole(role))
 }

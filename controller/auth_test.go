@@ -56,10 +56,12 @@ func TestAuthentication(t *testing.T) {
 	_, err = ro.Accounts.CreateToken(ctx, &outpostv1.CreateTokenRequest{Role: outpostv1.Role_ROLE_ADMIN})
 	wantErr(t, err, codes.PermissionDenied, "ReadOnlyToken")
 
-	// Node tokens read only the config stream.
-	node := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
-	_, err = env.Clients(t, node).Domains.ListDomains(ctx, &outpostv1.ListDomainsRequest{})
-	wantErr(t, err, codes.PermissionDenied, "AccountRequired")
+	// Node bearer tokens are replaced by join tokens and member
+	// certificates; a member certificate opens no admin method.
+	_, err = env.Clients(t, env.OperatorToken).Accounts.CreateToken(ctx, &outpostv1.CreateTokenRequest{Role: outpostv1.Role_ROLE_NODE})
+	wantErr(t, err, codes.FailedPrecondition, "NodeTokensReplaced")
+	_, err = env.NodeClients(t, "edge-auth").Domains.ListDomains(ctx, &outpostv1.ListDomainsRequest{})
+	wantErr(t, err, codes.Unauthenticated, "MissingCredentials")
 
 	// An admin can mint a read-only token for its account, and revoke it.
 	tok, err := env.Clients(t, admin).Accounts.CreateToken(ctx, &outpostv1.CreateTokenRequest{Role: outpostv1.Role_ROLE_READ_ONLY})
@@ -199,7 +201,18 @@ func TestEveryMethodHasAPolicy(t *testing.T) {
 			}
 			err = s.RecvMsg(&emptyHealth{})
 		}
-		wantErr(t, err, codes.Unauthenticated, "MissingCredentials")
+		switch {
+		case strings.HasSuffix(m, "/GetCaCertificate"):
+			if err != nil {
+				t.Fatalf("%s is public: %v", m, err)
+			}
+		case strings.HasSuffix(m, "/Join"):
+			wantErr(t, err, codes.Unauthenticated, "InvalidJoinToken")
+		case strings.HasSuffix(m, "StreamConfig"), strings.HasSuffix(m, "/RenewMemberCertificate"):
+			wantErr(t, err, codes.Unauthenticated, "MemberCertificateRequired")
+		default:
+			wantErr(t, err, codes.Unauthenticated, "MissingCredentials")
+		}
 	}
 }
 

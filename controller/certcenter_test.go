@@ -383,8 +383,7 @@ func TestRenewCertificate(t *testing.T) {
 	}
 	deploy(t, c, cert.GetId(), domains...)
 
-	nodeToken := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
-	node := connectNode(t, env, nodeToken, "edge-1", "test", 0)
+	node := connectNode(t, env, "edge-1", "test", 0)
 	snap := node.join(env.Clients(t, env.OperatorToken))
 	bundleOf := func(msg *outpostv1.StreamConfigResponse) *outpostv1.CertificateBundle {
 		for _, b := range msg.GetCertificates() {

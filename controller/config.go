@@ -27,6 +27,19 @@ type Config struct {
 	// addresses. Defaults 127.0.0.1:2379 and 127.0.0.1:2380; port 0 picks one.
 	EtcdClientAddr string
 	EtcdPeerAddr   string
+	// EtcdCAFile, EtcdCertFile and EtcdKeyFile are PEM files for TLS to an
+	// external etcd (https:// endpoints): the CA bundle that signed the
+	// members' server certificates (default: the system roots), and the
+	// controller's client certificate and key, for members that require
+	// client certificates (--client-cert-auth). The client certificate is
+	// read again at each new connection, so renewing the files in place
+	// needs no restart. EtcdServerName, when set, is the name checked in
+	// the members' certificates instead of each endpoint's host. Setting
+	// any of them requires every endpoint to be https://. See etcdtls.go.
+	EtcdCAFile     string
+	EtcdCertFile   string
+	EtcdKeyFile    string
+	EtcdServerName string
 	// CNAMESuffix is the zone every domain's CNAME is placed under; the
 	// scheduler answers for it. Default cdn.outpost.test.
 	CNAMESuffix string
@@ -67,8 +80,8 @@ type Config struct {
 	// their S3 event notifications to, for automatic cache update. Empty
 	// (the default) serves no endpoint.
 	BucketEventsAddr string
-	// TokenRecheck is how often an open config stream checks that its node
-	// token was not revoked. Default 10s.
+	// TokenRecheck is how often an open config stream checks that its
+	// member certificate was not revoked and has not expired. Default 10s.
 	TokenRecheck time.Duration
 	// RewrapInterval is how often the controller re-wraps the sealed
 	// secrets in etcd that are not under its primary key-encryption key,
@@ -104,6 +117,23 @@ type Config struct {
 	// the connected edge nodes to apply an HTTP-01 challenge response
 	// before it asks the CA to validate. Default 10s.
 	AcmeChallengeWait time.Duration
+	// TLSCertFile and TLSKeyFile are an operator's serving certificate and
+	// key (PEM) for the gRPC listener. Empty (the default): the controller
+	// issues itself one from the cluster CA, for TLSSANs and its own names,
+	// and renews it before it expires. Members then need -ca-file with the
+	// issuer of the operator's certificate.
+	TLSCertFile string
+	TLSKeyFile  string
+	// TLSSANs are more DNS names or IP addresses for the issued serving
+	// certificate, besides the listen host, localhost, 127.0.0.1, ::1 and
+	// the hostname: the names clients dial the controllers by.
+	TLSSANs []string
+	// CACertOut, when set, is a file the controller writes the cluster CA
+	// certificate to at start (PEM, mode 0644), for outpostctl --tls-ca.
+	CACertOut string
+	// MemberCertTTL is the lifetime of the certificates issued to edge
+	// nodes and schedulers; they renew at two thirds of it. Default 24h.
+	MemberCertTTL time.Duration
 	// Logger receives structured logs; default slog.Default().
 	Logger *slog.Logger
 	// Now is the clock, for tests; default time.Now.
@@ -125,11 +155,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	})
 	c.EtcdEndpoints = cmdutil.List(os.Getenv("OUTPOST_ETCD_ENDPOINTS"))
 	fs.StringVar(&c.DataDir, "data-dir", cmdutil.Env("OUTPOST_DATA_DIR", "outpost-data"), "directory of the embedded etcd and its keyring (env OUTPOST_DATA_DIR)")
-	fs.StringVar(&c.EtcdClientAddr, "etcd-client-addr", cmdutil.Env("OUTPOST_ETCD_CLIENT_ADDR", "127.0.0.1:2379"), "embedded etcd client address")
-	fs.StringVar(&c.EtcdPeerAddr, "etcd-peer-addr", cmdutil.Env("OUTPOST_ETCD_PEER_ADDR", "127.0.0.1:2380"), "embedded etcd peer address")
+	fs.StringVar(&c.EtcdClientAddr, "etcd-client-addr", cmdutil.Env("OUTPOST_ETCD_CLIENT_ADDR", "127.0.0.1:2379"), "embedded etcd client address (env OUTPOST_ETCD_CLIENT_ADDR)")
+	fs.StringVar(&c.EtcdPeerAddr, "etcd-peer-addr", cmdutil.Env("OUTPOST_ETCD_PEER_ADDR", "127.0.0.1:2380"), "embedded etcd peer address (env OUTPOST_ETCD_PEER_ADDR)")
+	fs.StringVar(&c.EtcdCAFile, "etcd-ca-file", cmdutil.Env("OUTPOST_ETCD_CA_FILE", ""), "PEM CA bundle to verify the etcd members' certificates, with https:// endpoints; default the system roots (env OUTPOST_ETCD_CA_FILE)")
+	fs.StringVar(&c.EtcdCertFile, "etcd-cert-file", cmdutil.Env("OUTPOST_ETCD_CERT_FILE", ""), "PEM client certificate for etcd members started with --client-cert-auth (env OUTPOST_ETCD_CERT_FILE)")
+	fs.StringVar(&c.EtcdKeyFile, "etcd-key-file", cmdutil.Env("OUTPOST_ETCD_KEY_FILE", ""), "PEM private key of -etcd-cert-file (env OUTPOST_ETCD_KEY_FILE)")
+	fs.StringVar(&c.EtcdServerName, "etcd-server-name", cmdutil.Env("OUTPOST_ETCD_SERVER_NAME", ""), "name to verify in the etcd members' certificates instead of each endpoint's host (env OUTPOST_ETCD_SERVER_NAME)")
 	fs.StringVar(&c.CNAMESuffix, "cname-suffix", cmdutil.Env("OUTPOST_CNAME_SUFFIX", "cdn.outpost.test"), "zone under which each domain gets its CNAME (env OUTPOST_CNAME_SUFFIX)")
 	quota, _ := strconv.Atoi(cmdutil.Env("OUTPOST_DEFAULT_DOMAIN_QUOTA", "50"))
-	fs.IntVar(&c.DefaultDomainQuota, "default-domain-quota", quota, "domains per account unless the account's quota says otherwise")
+	fs.IntVar(&c.DefaultDomainQuota, "default-domain-quota", quota, "domains per account unless the account's quota says otherwise (env OUTPOST_DEFAULT_DOMAIN_QUOTA)")
 	envInt := func(name string, def int) int {
 		if v, err := strconv.Atoi(cmdutil.Env(name, "")); err == nil {
 			return v
@@ -161,7 +195,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	}
 	fs.StringVar(&c.KeyringFile, "keyring-file", cmdutil.Env("OUTPOST_KEYRING_FILE", ""), "file of key-encryption keys sealing private keys at rest (mode 0600; env OUTPOST_KEYRING_FILE; or the keyring text in OUTPOST_KEYRING)")
 	c.KeyringText = os.Getenv("OUTPOST_KEYRING")
-	fs.StringVar(&c.BootstrapTokenFile, "bootstrap-token-file", cmdutil.Env("OUTPOST_BOOTSTRAP_TOKEN_FILE", ""), "file holding a secret to install as an operator token at start (or env OUTPOST_BOOTSTRAP_TOKEN)")
+	fs.StringVar(&c.BootstrapTokenFile, "bootstrap-token-file", cmdutil.Env("OUTPOST_BOOTSTRAP_TOKEN_FILE", ""), "file holding a secret to install as an operator token at start (env OUTPOST_BOOTSTRAP_TOKEN_FILE; or the secret itself in OUTPOST_BOOTSTRAP_TOKEN)")
 	c.BootstrapToken = os.Getenv("OUTPOST_BOOTSTRAP_TOKEN")
 	rewrap, err := time.ParseDuration(cmdutil.Env("OUTPOST_REWRAP_INTERVAL", "10m"))
 	if err != nil {
@@ -176,6 +210,19 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		renewBefore = 720 * time.Hour
 	}
 	fs.DurationVar(&c.AcmeRenewBefore, "acme-renew-before", renewBefore, "renew a free certificate this long before it expires, or when a third of its life remains if that is later (env OUTPOST_ACME_RENEW_BEFORE)")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", cmdutil.Env("OUTPOST_TLS_CERT_FILE", ""), "serving certificate (PEM) of the gRPC listener; default: one issued from the cluster CA (env OUTPOST_TLS_CERT_FILE)")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", cmdutil.Env("OUTPOST_TLS_KEY_FILE", ""), "key (PEM) of -tls-cert-file (env OUTPOST_TLS_KEY_FILE)")
+	c.TLSSANs = cmdutil.List(os.Getenv("OUTPOST_TLS_SANS"))
+	fs.Func("tls-san", "a DNS name or IP address clients reach the controller by, for its issued serving certificate; repeatable (env OUTPOST_TLS_SANS, comma-separated)", func(s string) error {
+		c.TLSSANs = append(c.TLSSANs, cmdutil.List(s)...)
+		return nil
+	})
+	fs.StringVar(&c.CACertOut, "ca-cert-out", cmdutil.Env("OUTPOST_CA_CERT_OUT", ""), "write the cluster CA certificate (PEM) to this file at start, for outpostctl --tls-ca (env OUTPOST_CA_CERT_OUT)")
+	memberTTL, err := time.ParseDuration(cmdutil.Env("OUTPOST_NODE_CERT_TTL", "24h"))
+	if err != nil {
+		memberTTL = defaultMemberCertTTL
+	}
+	fs.DurationVar(&c.MemberCertTTL, "node-cert-ttl", memberTTL, "lifetime of the certificates issued to edge nodes and schedulers; they renew at two thirds of it (env OUTPOST_NODE_CERT_TTL)")
 	fs.StringVar(&c.BucketEventsAddr, "bucket-events-addr", cmdutil.Env("OUTPOST_BUCKET_EVENTS_ADDR", ""), "HTTP address of the bucket-events endpoint for automatic cache update, POST /v1/bucket-events/<domain>; empty serves none (env OUTPOST_BUCKET_EVENTS_ADDR)")
 }
 
@@ -230,6 +277,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AcmeRetryMin <= 0 {
 		c.AcmeRetryMin = 10 * time.Minute
+	}
+	if c.MemberCertTTL <= 0 {
+		c.MemberCertTTL = defaultMemberCertTTL
 	}
 	if c.AcmeChallengeWait <= 0 {
 		c.AcmeChallengeWait = 10 * time.Second

@@ -43,23 +43,36 @@ func (s *configService) StreamConfig(stream outpostv1.ConfigDiscoveryService_Str
 	if !nodeNamePattern.MatchString(name) {
 		return apierr.InvalidArgument(apierr.ReasonInvalidArgument, "node name %q is invalid: 1-63 letters, digits, '.', '_' or '-'", name)
 	}
+	// The member certificate, not the Subscribe message, says who the
+	// caller is and whether it is an edge node or a scheduler.
+	p := principalFrom(ctx)
+	if name != p.Member {
+		return apierr.PermissionDenied(apierr.ReasonMemberNameMismatch, "the certificate is for member %q, not %q", p.Member, name)
+	}
 	log := c.log.With("node", name)
 	streamID := newID("stream")
 	rec := &nodeRecord{rec: &storagev1.NodeRecord{Info: info, AppliedRevision: sub.GetLastAppliedRevision(), LastSeen: c.timestamp()}}
-	edge := info.GetRole() != "scheduler"
+	edge := p.MemberRole == outpostv1.MemberRole_MEMBER_ROLE_NODE
 	if edge {
 		c.markConnected(ctx, rec, streamID)
-		defer c.sessions.close(name, streamID)
+		defer func() {
+			// No session write of this stream (an ACK being handled by the
+			// receive goroutine) may land after the close.
+			rec.sessMu.Lock()
+			defer rec.sessMu.Unlock()
+			rec.closed = true
+			c.sessions.close(name, streamID)
+		}()
 	}
 	log.Info("node subscribed", "last_applied_revision", sub.GetLastAppliedRevision(), "stream", streamID)
 
 	recvErr := make(chan error, 1)
 	go func() { recvErr <- s.receive(ctx, stream, rec, streamID, edge) }()
-	// The token was checked when the stream opened; check again now and
-	// then, so that revoking a node's token cuts it off.
+	// The certificate was checked when the stream opened; check again now
+	// and then, so that revoking a member, or its certificate expiring,
+	// cuts it off.
 	recheck := time.NewTicker(c.cfg.TokenRecheck)
 	defer recheck.Stop()
-	tokenID := principalFrom(ctx).TokenID
 	renewed := c.sessions.leaseRenewed()
 
 	pos := int64(-1) // -1: send a snapshot
@@ -109,9 +122,9 @@ func (s *configService) StreamConfig(stream outpostv1.ConfigDiscoveryService_Str
 				c.markConnected(ctx, rec, streamID)
 			}
 		case <-recheck.C:
-			if _, found, err := c.store.GetRaw(ctx, store.TokenIDKey(tokenID)); err == nil && !found {
-				log.Info("node token revoked; closing its stream")
-				return apierr.Unauthenticated(apierr.ReasonInvalidToken, "the node's token was revoked")
+			if err := c.stillValid(ctx, p); err != nil {
+				log.Info("closing the stream: the member's certificate is no longer valid", "reason", apierr.Reason(err))
+				return err
 			}
 		}
 	}
@@ -177,6 +190,11 @@ func (c *Controller) recordTaskReport(ctx context.Context, node string, r *outpo
 // markConnected writes the node's record and session. Failures (etcd down)
 // are logged: the stream keeps serving from the cache regardless.
 func (c *Controller) markConnected(ctx context.Context, rec *nodeRecord, streamID string) {
+	rec.sessMu.Lock()
+	defer rec.sessMu.Unlock()
+	if rec.closed {
+		return
+	}
 	r := rec.update(func(*storagev1.NodeRecord) {})
 	name := r.GetInfo().GetName()
 	if err := c.sessions.report(ctx, r); err != nil {

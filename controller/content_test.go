@@ -56,11 +56,13 @@ type fakeNode struct {
 
 // connectNode opens a config stream as node name of region, subscribing
 // with lastApplied. The stream ends at the end of the test.
-func connectNode(t *testing.T, env *controllertest.Env, token, name, region string, lastApplied int64) *fakeNode {
+// connectNode joins as edge node name (a new join token, a certificate kept
+// in memory) and subscribes to the config stream over mutual TLS.
+func connectNode(t *testing.T, env *controllertest.Env, name, region string, lastApplied int64) *fakeNode {
 	t.Helper()
 	env.SyncConfig(t) // the snapshot holds every write made before
 	ctx, cancel := context.WithCancel(context.Background())
-	stream, err := env.Clients(t, token).Config.StreamConfig(ctx)
+	stream, err := env.NodeClients(t, name).Config.StreamConfig(ctx)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -611,9 +613,8 @@ func TestTaskProgress(t *testing.T) {
 	if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: "www.example.com", Origins: []*outpostv1.Origin{ipOrigin("192.0.2.1")}}); err != nil {
 		t.Fatal(err)
 	}
-	nodeToken := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
-	eu := connectNode(t, env, nodeToken, "edge-eu", "eu", 0)
-	us := connectNode(t, env, nodeToken, "edge-us", "us", 0)
+	eu := connectNode(t, env, "edge-eu", "eu", 0)
+	us := connectNode(t, env, "edge-us", "us", 0)
 	eu.join(op)
 	us.join(op)
 	var refreshID string
@@ -676,7 +677,7 @@ func TestTaskProgress(t *testing.T) {
 
 	// A node that connects later gets the retained purge in its snapshot,
 	// but is not one of the task's nodes.
-	late := connectNode(t, env, nodeToken, "edge-late", "eu", 0)
+	late := connectNode(t, env, "edge-late", "eu", 0)
 	snap := late.join(op)
 	if p := purgeOf(snap, refreshID); p == nil || p.GetRevision() != getTask(refreshID).GetRevision() {
 		t.Fatalf("late snapshot purges %v", snap.GetPurges())
@@ -785,8 +786,7 @@ func TestTaskRetention(t *testing.T) {
 	if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: "www.example.com", Origins: []*outpostv1.Origin{ipOrigin("192.0.2.1")}}); err != nil {
 		t.Fatal(err)
 	}
-	nodeToken := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
-	node := connectNode(t, env, nodeToken, "edge-1", "eu", 0)
+	node := connectNode(t, env, "edge-1", "eu", 0)
 	node.join(op)
 
 	r1, err := c.Content.RefreshObjects(ctx, refreshReq(fileType, "https://www.example.com/a"))
@@ -861,7 +861,7 @@ func TestTaskRetention(t *testing.T) {
 		}
 	}
 	// A node that subscribes now learns the floor from its snapshot.
-	late := connectNode(t, env, nodeToken, "edge-2", "eu", r1.GetTask().GetRevision()-1)
+	late := connectNode(t, env, "edge-2", "eu", r1.GetTask().GetRevision()-1)
 	snap := late.join(op)
 	if snap.GetPurgeFloor() != r2.GetTask().GetRevision() || len(snap.GetPurges()) != 0 || len(snap.GetPrefetches()) != 0 {
 		t.Fatalf("snapshot floor %d, purges %v, prefetches %v", snap.GetPurgeFloor(), snap.GetPurges(), snap.GetPrefetches())

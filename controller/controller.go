@@ -24,6 +24,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
@@ -46,6 +47,8 @@ type Controller struct {
 	cli    *clientv3.Client
 	store  *store.Store
 	sealer *seal.Sealer
+	// ca is the cluster CA (pki.go), opened at start.
+	ca     *clusterCA
 	lis    net.Listener
 	srv    *grpc.Server
 	health *health.Server
@@ -87,6 +90,10 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 		}
 	}()
 
+	etcdTLS, err := etcdClientTLS(cfg, cfg.EtcdEndpoints)
+	if err != nil {
+		return nil, err
+	}
 	endpoints := cfg.EtcdEndpoints
 	if len(endpoints) == 0 {
 		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
@@ -107,6 +114,7 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	}
 	c.cli, err = clientv3.New(clientv3.Config{
 		Endpoints:   endpoints,
+		TLS:         etcdTLS, // nil: plain HTTP, or the system roots for https://
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
 		// Reconnect quickly after an etcd restart.
@@ -119,6 +127,11 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("etcd client: %w", err)
+	}
+	if c.etcd == nil {
+		if err := checkEtcd(ctx, endpoints, etcdTLS, c.log); err != nil {
+			return nil, err
+		}
 	}
 	c.store = store.New(c.cli)
 
@@ -144,6 +157,16 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 	if err := c.bootstrap(ctx); err != nil {
 		return nil, err
 	}
+	if c.ca, err = c.loadCA(ctx); err != nil {
+		return nil, err
+	}
+	if err := c.writeCACert(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := c.serverTLS()
+	if err != nil {
+		return nil, err
+	}
 
 	c.lis, err = net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -156,8 +179,9 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 			return nil, fmt.Errorf("listen %s (bucket events): %w", cfg.BucketEventsAddr, err)
 		}
 	}
-	auth := &authenticator{store: c.store, policy: methodPolicy}
+	auth := &authenticator{c: c, store: c.store, policy: methodPolicy}
 	c.srv = grpc.NewServer(
+		grpc.Creds(credentials.NewTLS(tlsCfg)),
 		grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(c.log), c.logUnary, auth.unary()),
 		grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(c.log), auth.stream()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
@@ -205,6 +229,7 @@ func (c *Controller) register() {
 	outpostv1.RegisterCacheServiceServer(s, &cacheService{c: c})
 	outpostv1.RegisterContentServiceServer(s, &contentService{c: c})
 	outpostv1.RegisterConfigDiscoveryServiceServer(s, &configService{c: c})
+	outpostv1.RegisterPkiServiceServer(s, &pkiService{c: c})
 	c.health = health.NewServer()
 	healthpb.RegisterHealthServer(s, c.health)
 	reflection.Register(s)
@@ -222,6 +247,10 @@ func (c *Controller) EtcdEndpoints() []string { return c.cli.Endpoints() }
 // ConfigRevision is the config revision the controller streams now: its
 // config cache has every change up to it.
 func (c *Controller) ConfigRevision() int64 { return c.cache.Revision() }
+
+// CACertificatePEM is the cluster CA's certificate: what clients of the
+// gRPC API trust (outpostctl --tls-ca, grpcurl -cacert).
+func (c *Controller) CACertificatePEM() string { return c.ca.certPEM }
 
 // Store exposes the store, for tests and tools in this module.
 func (c *Controller) Store() *store.Store { return c.store }

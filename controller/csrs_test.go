@@ -164,7 +164,7 @@ func TestCsrRoundTrip(t *testing.T) {
 	if err != nil || en.GetHttps().GetCertificateId() != cert.GetId() {
 		t.Fatalf("enable HTTPS: %v, %v", en, err)
 	}
-	node := connectNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), "edge-1", "east", 0)
+	node := connectNode(t, env, "edge-1", "east", 0)
 	b := node.bundles(cert.GetId())[cert.GetId()]
 	pair, err := tls.X509KeyPair([]byte(b.GetCertificatePem()), []byte(b.GetPrivateKeyPem()))
 	if err != nil {

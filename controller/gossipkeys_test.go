@@ -53,7 +53,7 @@ func TestGossipKeyring(t *testing.T) {
 	if err != nil || len(set.GetFingerprints()) != 1 || set.GetRevision() == 0 {
 		t.Fatalf("set: %v, %v", set, err)
 	}
-	node := connectNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), "edge-1", "east", 0)
+	node := connectNode(t, env, "edge-1", "east", 0)
 	// The controller's cache may lag the write: the keyring comes in the
 	// snapshot or in a change right after it.
 	first := node.until("the keyring", func(m *outpostv1.StreamConfigResponse) bool { return m.GetGossipKeyring() != nil })

@@ -49,6 +49,7 @@ var sealedRecords = []sealedRecord{
 	{prefix: store.CsrsPrefix(), newMsg: func() proto.Message { return &storagev1.StoredCsr{} }},
 	{key: store.GossipKeyringKey(), newMsg: func() proto.Message { return &storagev1.StoredGossipKeyring{} }},
 	{key: store.AcmeAccountKey(), newMsg: func() proto.Message { return &storagev1.AcmeAccount{} }},
+	{key: store.ClusterCAKey(), newMsg: func() proto.Message { return &storagev1.ClusterCa{} }},
 }
 
 // sealedPage is how many records a scan reads at a time, and the most a

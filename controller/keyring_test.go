@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +86,12 @@ func ciphertexts(t *testing.T, env *controllertest.Env) map[string][]byte {
 	} else if found {
 		out[store.GossipKeyringKey()] = gk.GetKeys().GetCiphertext()
 	}
+	ca := &storagev1.ClusterCa{}
+	if _, found, err := env.Controller.Store().Get(ctx, store.ClusterCAKey(), ca); err != nil {
+		t.Fatal(err)
+	} else if found {
+		out[store.ClusterCAKey()] = ca.GetPrivateKey().GetCiphertext()
+	}
 	return out
 }
 
@@ -94,7 +99,7 @@ func ciphertexts(t *testing.T, env *controllertest.Env) map[string][]byte {
 // certificate with a key that matches it, and the gossip keyring.
 func wantServable(t *testing.T, env *controllertest.Env, ids []string, gossip [][]byte) {
 	t.Helper()
-	node := connectNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), fmt.Sprintf("edge-%d", time.Now().UnixNano()), "east", 0)
+	node := connectNode(t, env, fmt.Sprintf("edge-%d", time.Now().UnixNano()), "east", 0)
 	snap := node.until("a snapshot", func(m *outpostv1.StreamConfigResponse) bool { return m.GetSnapshot() })
 	got := map[string]*outpostv1.CertificateBundle{}
 	for _, b := range snap.GetCertificates() {
@@ -164,9 +169,9 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := op.Nodes.SetGossipKeyring(ctx, &outpostv1.SetGossipKeyringRequest{Keys: gossip}); err != nil {
 		t.Fatal(err)
 	}
-	// 4 certificates, 1 pending CSR, the gossip keyring.
-	const secrets = 6
-	if got := usage(t, op); got != "k1: k1=6" {
+	// 4 certificates, 1 pending CSR, the gossip keyring, the cluster CA.
+	const secrets = 7
+	if got := usage(t, op); got != "k1: k1=7" {
 		t.Fatalf("status under K1: %s", got)
 	}
 	_, err = c.Keyring.GetKeyringStatus(ctx, &outpostv1.GetKeyringStatusRequest{})
@@ -181,7 +186,7 @@ func TestKeyRotation(t *testing.T) {
 	// Step 1: K2 is the primary, K1 still held. Nothing moved yet.
 	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = k2 + k1; cfg.RewrapInterval = -1 })
 	op = env.Clients(t, env.OperatorToken)
-	if got := usage(t, op); got != "k2: k2=0 k1=6" {
+	if got := usage(t, op); got != "k2: k2=0 k1=7" {
 		t.Fatalf("status after adding K2: %s", got)
 	}
 	// Step 2: re-wrap.
@@ -189,7 +194,7 @@ func TestKeyRotation(t *testing.T) {
 	if err != nil || rw.GetRewrapped() != secrets || rw.GetAlreadyCurrent() != 0 || len(rw.GetFailedKeys()) != 0 {
 		t.Fatalf("rewrap: %v, %v", rw, err)
 	}
-	if got := usage(t, op); got != "k2: k2=6 k1=0" {
+	if got := usage(t, op); got != "k2: k2=7 k1=0" {
 		t.Fatalf("status after re-wrapping: %s", got)
 	}
 	after := ciphertexts(t, env)
@@ -207,7 +212,7 @@ func TestKeyRotation(t *testing.T) {
 	// its key; the pending CSR still completes.
 	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = k2 })
 	op, c = env.Clients(t, env.OperatorToken), env.Clients(t, admin)
-	if got := usage(t, op); got != "k2: k2=6" {
+	if got := usage(t, op); got != "k2: k2=7" {
 		t.Fatalf("status with K2 alone: %s", got)
 	}
 	_, chain = ca.SignCSR(t, pending.GetCsr().GetCsrPem(), certstest.SignOptions{})
@@ -221,23 +226,16 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatalf("a controller could not unseal a key:\n%s", env.Logs.String())
 	}
 
-	// A keyring without the KEK in use: the secrets are reported unknown
-	// and re-wrapping them fails by key, changing nothing.
-	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = kek(t, "k3") + k1 })
-	op = env.Clients(t, env.OperatorToken)
-	if got := usage(t, op); got != "k3: k3=0 k1=0 k2=6?" {
-		t.Fatalf("status without K2: %s", got)
-	}
-	rw, err = op.Keyring.RewrapSecrets(ctx, &outpostv1.RewrapSecretsRequest{})
-	if err != nil || rw.GetRewrapped() != 0 || len(rw.GetFailedKeys()) != secrets {
-		t.Fatalf("rewrap without K2: %v, %v", rw, err)
-	}
-	sort.Strings(rw.FailedKeys)
-	if !strings.HasPrefix(rw.GetFailedKeys()[0], store.CertsPrefix()) || rw.GetFailedKeys()[secrets-1] != store.GossipKeyringKey() {
-		t.Fatalf("failed keys %v", rw.GetFailedKeys())
-	}
-	if got := usage(t, op); got != "k3: k3=0 k1=0 k2=6?" {
-		t.Fatalf("status after a failed rewrap: %s", got)
+	// A keyring without the KEK in use: the controller cannot open the
+	// cluster CA's key, so it refuses to start, and says why.
+	env.Controller.Close()
+	cfg := env.Config()
+	cfg.KeyringText = kek(t, "k3") + k1
+	if c, err := controller.Start(ctx, cfg); err == nil {
+		c.Close()
+		t.Fatal("a controller started with a keyring lacking the cluster CA's KEK")
+	} else if !strings.Contains(err.Error(), "cluster CA") || !strings.Contains(err.Error(), `"k2"`) {
+		t.Fatalf("start without K2: %v", err)
 	}
 }
 
@@ -288,13 +286,13 @@ func TestRewrapKeepsConcurrentEdits(t *testing.T) {
 	rw, err := op.Keyring.RewrapSecrets(ctx, &outpostv1.RewrapSecretsRequest{})
 	// The two other certificates are re-wrapped; the edited keyring was
 	// sealed under K2 by its edit.
-	if err != nil || rw.GetRewrapped() != 2 || rw.GetAlreadyCurrent() != 1 || len(rw.GetFailedKeys()) != 0 {
+	if err != nil || rw.GetRewrapped() != 3 || rw.GetAlreadyCurrent() != 1 || len(rw.GetFailedKeys()) != 0 {
 		t.Fatalf("rewrap: %v, %v", rw, err)
 	}
 	controller.SetRewrapHook(env.Controller, nil)
 	_, err = c.Certs.GetCertificate(ctx, &outpostv1.GetCertificateRequest{Id: deleted})
 	wantErr(t, err, codes.NotFound, apierr.ReasonCertificateNotFound)
-	if got := usage(t, op); got != "k2: k2=3 k1=0" {
+	if got := usage(t, op); got != "k2: k2=4 k1=0" {
 		t.Fatalf("status: %s", got)
 	}
 	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = k2 })
@@ -341,10 +339,10 @@ func TestBackgroundRewrap(t *testing.T) {
 	if t.Failed() {
 		t.FailNow()
 	}
-	if sum := results[0].GetRewrapped() + results[1].GetRewrapped(); sum != n || len(results[0].GetFailedKeys())+len(results[1].GetFailedKeys()) != 0 {
-		t.Fatalf("two racing re-wraps re-wrapped %d secrets in all, want %d: %v / %v", sum, n, results[0], results[1])
+	if sum := results[0].GetRewrapped() + results[1].GetRewrapped(); sum != n+1 || len(results[0].GetFailedKeys())+len(results[1].GetFailedKeys()) != 0 {
+		t.Fatalf("two racing re-wraps re-wrapped %d secrets in all, want %d: %v / %v", sum, n+1, results[0], results[1])
 	}
-	if got := usage(t, env.Clients(t, env.OperatorToken)); got != fmt.Sprintf("k2: k2=%d k1=0", n) {
+	if got := usage(t, env.Clients(t, env.OperatorToken)); got != fmt.Sprintf("k2: k2=%d k1=0", n+1) {
 		t.Fatalf("status: %s", got)
 	}
 	peer.Controller.Close()
@@ -354,7 +352,7 @@ func TestBackgroundRewrap(t *testing.T) {
 	k3 := kek(t, "k3")
 	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = k3 + k2; cfg.RewrapInterval = 0 })
 	op := env.Clients(t, env.OperatorToken)
-	want := fmt.Sprintf("k3: k3=%d k2=0", n)
+	want := fmt.Sprintf("k3: k3=%d k2=0", n+1)
 	deadline := time.Now().Add(20 * time.Second)
 	for got := usage(t, op); got != want; got = usage(t, op) {
 		if time.Now().After(deadline) {

@@ -73,4 +73,11 @@ var methodPolicy = map[string]access{
 	outpostv1.AccountService_RevokeToken_FullMethodName:     accessManage,
 
 	outpostv1.ConfigDiscoveryService_StreamConfig_FullMethodName: accessNode,
+
+	outpostv1.PkiService_GetCaCertificate_FullMethodName:       accessPublic,
+	outpostv1.PkiService_Join_FullMethodName:                   accessPublic,
+	outpostv1.PkiService_CreateJoinToken_FullMethodName:        accessOperator,
+	outpostv1.PkiService_RenewMemberCertificate_FullMethodName: accessNode,
+	outpostv1.PkiService_ListMemberCertificates_FullMethodName: accessOperator,
+	outpostv1.PkiService_RevokeMember_FullMethodName:           accessOperator,
 }

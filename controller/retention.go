@@ -49,6 +49,7 @@ func (c *Controller) retain(ctx context.Context) {
 	if err := c.expireQuotaUsage(ctx, cutoff); err != nil && ctx.Err() == nil {
 		c.log.Warn("quota usage retention", "err", err)
 	}
+	c.pruneMemberCerts(ctx)
 }
 
 // expireTasks deletes the tasks created before cutoff with everything

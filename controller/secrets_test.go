@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/outpost-cdn/outpost/controller"
 	"github.com/outpost-cdn/outpost/controller/controllertest"
 	"github.com/outpost-cdn/outpost/controller/store"
 	"github.com/outpost-cdn/outpost/internal/certs/certstest"
@@ -125,6 +126,10 @@ func TestNoPrivateKeyInResponsesLogsOrEtcd(t *testing.T) {
 	if len(responses) < 20 {
 		t.Fatalf("only %d responses recorded", len(responses))
 	}
+	// The cluster CA's key is never anywhere either, nor a member's.
+	fingerprints = append(fingerprints, keyFingerprints([]byte(controller.CAKeyPEM(env.Controller)))...)
+	record(env.Clients(t, "").PKI.GetCaCertificate(ctx, &outpostv1.GetCaCertificateRequest{}))
+	record(env.Clients(t, env.OperatorToken).PKI.ListMemberCertificates(ctx, &outpostv1.ListMemberCertificatesRequest{}))
 
 	scan := func(where string, data []byte) {
 		t.Helper()
@@ -257,7 +262,7 @@ func TestNoCsrKeyInResponsesLogsOrEtcd(t *testing.T) {
 	}
 
 	// The keys, from the config stream.
-	node := connectNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), "edge-1", "east", 0)
+	node := connectNode(t, env, "edge-1", "east", 0)
 	var material [][]byte
 	bundles := node.bundles(certIDs...)
 	for i, id := range certIDs {

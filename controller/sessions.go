@@ -129,6 +129,11 @@ func sleep(ctx context.Context, d time.Duration) {
 type nodeRecord struct {
 	mu  sync.Mutex
 	rec *storagev1.NodeRecord
+	// sessMu serializes the stream's session writes with its close; closed
+	// is set, under it, once the session is closed: later writes are
+	// dropped, so a late ACK cannot mark a finished stream connected.
+	sessMu sync.Mutex
+	closed bool
 }
 
 func (r *nodeRecord) update(fn func(*storagev1.NodeRecord)) *storagev1.NodeRecord {

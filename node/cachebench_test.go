@@ -35,6 +35,7 @@ type peer struct {
 	edgeHTTP, edgeHTTPS string
 	originHTTPS         string
 	originCert          []byte
+	pids                func() []int // nginx's master and workers
 }
 
 // originRequests counts the requests that reached the peer's origin, from
@@ -94,7 +95,7 @@ func startPeer(b *testing.B) peer {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return peer{dir: dir, edgeHTTP: "127.0.0.1:" + ports["EDGE_HTTP"], edgeHTTPS: "127.0.0.1:" + ports["EDGE_HTTPS"],
+	return peer{dir: dir, pids: func() []int { return nginxPids(filepath.Join(dir, "nginx.pid")) }, edgeHTTP: "127.0.0.1:" + ports["EDGE_HTTP"], edgeHTTPS: "127.0.0.1:" + ports["EDGE_HTTPS"],
 		originHTTPS: "127.0.0.1:" + ports["ORIGIN_HTTPS"], originCert: cert}
 }
 
@@ -108,13 +109,14 @@ func BenchmarkCacheHit(b *testing.B) {
 		name  string
 		addr  string
 		roots *x509.CertPool
+		pids  func() []int
 	}
-	targets := []target{{"outpost", h.edgeHTTPS, h.roots}, {"nginx", h.peer.edgeHTTPS, h.peerRoots}}
+	targets := []target{{"outpost", h.edgeHTTPS, h.roots, h.edgePids}, {"nginx", h.peer.edgeHTTPS, h.peerRoots, h.peer.pids}}
 	for _, size := range []string{"1k", "100k"} {
 		for round := 0; round < 2; round++ { // A B A B
 			for _, tg := range targets {
 				b.Run(fmt.Sprintf("%s/%s/round%d", size, tg.name, round), func(b *testing.B) {
-					benchHits(b, tg.addr, host, "/"+size+".bin", tg.roots)
+					benchHits(b, tg.addr, host, "/"+size+".bin", tg.roots, tg.pids)
 				})
 			}
 		}
@@ -133,6 +135,7 @@ type hitBench struct {
 	env                 *controllertest.Env
 	edgeHTTP, edgeHTTPS string
 	roots, peerRoots    *x509.CertPool
+	edgePids            func() []int // the edge process
 }
 
 func hitSetup(b *testing.B) *hitBench {
@@ -182,10 +185,11 @@ func hitSetup(b *testing.B) *hitBench {
 	roots.AddCert(edgeCA.Cert)
 	// The edge runs in a process of its own, as nginx does: in the test
 	// process it would share the client's garbage collector and scheduler.
-	edgeHTTP, edgeHTTPS := nodeProcess(b, env, env.NewToken(b, "", outpostv1.Role_ROLE_NODE), host, roots)
+	edge := nodeProcess(b, env, env.JoinToken(b), host, roots)
 	peerRoots := x509.NewCertPool()
 	peerRoots.AppendCertsFromPEM(originCert) // the peer's edge serves the same self-signed certificate
-	return &hitBench{peer: p, env: env, edgeHTTP: edgeHTTP, edgeHTTPS: edgeHTTPS, roots: roots, peerRoots: peerRoots}
+	return &hitBench{peer: p, env: env, edgeHTTP: edge.httpAddr, edgeHTTPS: edge.httpsAddr, roots: roots, peerRoots: peerRoots,
+		edgePids: func() []int { return []int{edge.cmd.Process.Pid} }}
 }
 
 // edgeProc is an outpost-node process a benchmark runs.
@@ -219,7 +223,7 @@ func startEdgeProcess(b *testing.B, env *controllertest.Env, token, pprofAddr st
 	if pprofAddr != "" {
 		p.cmd.Args = append(p.cmd.Args, "-metrics", pprofAddr, "-pprof")
 	}
-	p.cmd.Env = append(os.Environ(), "OUTPOST_NODE_TOKEN="+token)
+	p.cmd.Env = append(os.Environ(), "OUTPOST_NODE_JOIN_TOKEN="+token)
 	p.cmd.Stderr = p.logs
 	if err := p.cmd.Start(); err != nil {
 		b.Fatal(err)
@@ -243,10 +247,10 @@ func startEdgeProcess(b *testing.B, env *controllertest.Env, token, pprofAddr st
 //
 //	OUTPOST_BENCH_PPROF=127.0.0.1:6060 go test -bench ... &
 //	go tool pprof http://127.0.0.1:6060/debug/pprof/profile?seconds=5
-func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, roots *x509.CertPool) (httpAddr, httpsAddr string) {
+func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, roots *x509.CertPool) *edgeProc {
 	b.Helper()
 	p := startEdgeProcess(b, env, token, os.Getenv("OUTPOST_BENCH_PPROF"))
-	httpAddr, httpsAddr = p.httpAddr, p.httpsAddr
+	httpsAddr := p.httpsAddr
 	cl := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{ServerName: host, RootCAs: roots}}}
 	defer cl.CloseIdleConnections()
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -256,7 +260,7 @@ func nodeProcess(b *testing.B, env *controllertest.Env, token, host string, root
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return httpAddr, httpsAddr
+				return p
 			}
 		}
 		if time.Now().After(deadline) {
@@ -283,7 +287,11 @@ func (s *syncBuffer) String() string {
 	return s.buf.String()
 }
 
-func benchHits(b *testing.B, addr, host, path string, roots *x509.CertPool) {
+// benchHits sends b.N GETs of path over HTTPS keep-alive from 16
+// goroutines and reports p50 and p99 latency and, from /proc, the CPU time
+// the server's processes (pids) spent per request, which other load on the
+// machine moves less than the rate.
+func benchHits(b *testing.B, addr, host, path string, roots *x509.CertPool, pids func() []int) {
 	tr := &http.Transport{
 		TLSClientConfig:     &tls.Config{ServerName: host, RootCAs: roots},
 		DialContext:         (&net.Dialer{}).DialContext,
@@ -316,6 +324,8 @@ func benchHits(b *testing.B, addr, host, path string, roots *x509.CertPool) {
 	var mu sync.Mutex
 	var lat []time.Duration
 	b.SetParallelism(8)
+	procs := pids()
+	cpu0 := cpuTicks(procs)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		local := make([]time.Duration, 0, 1024)
@@ -332,6 +342,7 @@ func benchHits(b *testing.B, addr, host, path string, roots *x509.CertPool) {
 		mu.Unlock()
 	})
 	b.StopTimer()
+	b.ReportMetric(float64(cpuTicks(procs)-cpu0)*1e6/userHZ/float64(b.N), "server-cpu-µs/op")
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	if len(lat) > 0 {
 		b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
@@ -357,10 +368,9 @@ func BenchmarkPurgePropagation(b *testing.B) {
 		ContentQuota: &outpostv1.ContentQuota{RefreshUrls: 1_000_000}}); err != nil {
 		b.Fatal(err)
 	}
-	token := env.NewToken(b, "", outpostv1.Role_ROLE_NODE)
 	var nodes []*node.Node
 	for i := 1; i <= 3; i++ {
-		nodes = append(nodes, startNode(b, env, token, nodeOpts{name: fmt.Sprintf("edge-%d", i)}))
+		nodes = append(nodes, startNode(b, env, "", nodeOpts{name: fmt.Sprintf("edge-%d", i)}))
 	}
 	lat := make([]time.Duration, 0, b.N)
 	b.ResetTimer()
@@ -412,10 +422,9 @@ func BenchmarkDeployToNodes(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	token := env.NewToken(b, "", outpostv1.Role_ROLE_NODE)
 	var nodes []*node.Node
 	for i := 1; i <= 3; i++ {
-		nodes = append(nodes, startNode(b, env, token, nodeOpts{name: fmt.Sprintf("edge-%d", i)}))
+		nodes = append(nodes, startNode(b, env, "", nodeOpts{name: fmt.Sprintf("edge-%d", i)}))
 	}
 	waitAll := func(rev int64) {
 		for _, nd := range nodes {

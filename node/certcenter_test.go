@@ -42,7 +42,7 @@ func TestEdgeServesExpiredCertificate(t *testing.T) {
 	admin, _ := env.NewAccount(t, "acme")
 	c := env.Clients(t, admin)
 	ctx := ctxT(t)
-	n := startNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), nodeOpts{})
+	n := startNode(t, env, env.JoinToken(t), nodeOpts{})
 	const domain = "www.example.com"
 	if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: domain, Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}}); err != nil {
 		t.Fatal(err)

@@ -45,6 +45,10 @@ type edgeConn struct {
 	state    tls.ConnectionState
 	framing  *framing // nil when the connection speaks HTTP/2
 	requests atomic.Int64
+	// replay holds bytes the fast path read but handed to net/http
+	// (fastpath.go): Read returns them first. The framing check has seen
+	// them already.
+	replay []byte
 }
 
 func (c *edgeConn) handshake() {
@@ -63,6 +67,11 @@ func (c *edgeConn) handshake() {
 }
 
 func (c *edgeConn) Read(p []byte) (int, error) {
+	if len(c.replay) > 0 {
+		n := copy(p, c.replay)
+		c.replay = c.replay[n:]
+		return n, nil
+	}
 	c.handshake()
 	if c.hsErr != nil {
 		return 0, c.hsErr

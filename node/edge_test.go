@@ -28,7 +28,7 @@ type edge struct {
 	node       *node.Node
 	origin     *testorigin.Origin
 	adminToken string
-	nodeToken  string
+	nodeToken  string // the join token of node (edge-1), which keeps its certificate in nodeDir
 	nodeDir    string
 }
 
@@ -39,7 +39,7 @@ func newEdge(t testing.TB) *edge {
 		c.OriginPorts = []uint32{80, 443, o.HTTPPort, o.HTTPSPort, 1}
 	})
 	admin, _ := env.NewAccount(t, "acme")
-	e := &edge{env: env, c: env.Clients(t, admin), origin: o, adminToken: admin, nodeToken: env.NewToken(t, "", outpostv1.Role_ROLE_NODE), nodeDir: t.TempDir()}
+	e := &edge{env: env, c: env.Clients(t, admin), origin: o, adminToken: admin, nodeToken: env.JoinToken(t), nodeDir: t.TempDir()}
 	e.node = startNode(t, env, e.nodeToken, nodeOpts{dataDir: e.nodeDir})
 	return e
 }

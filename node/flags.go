@@ -21,7 +21,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.Controllers = cmdutil.List(s)
 		return nil
 	})
-	fs.StringVar(&c.Token, "token", cmdutil.Env("OUTPOST_NODE_TOKEN", ""), "node-role bearer token (env OUTPOST_NODE_TOKEN)")
+	fs.StringVar(&c.JoinToken, "join-token", cmdutil.Env("OUTPOST_NODE_JOIN_TOKEN", ""), "one-time join token (outpostctl node join-token create), needed until the data dir holds the node's certificate (env OUTPOST_NODE_JOIN_TOKEN)")
+	fs.StringVar(&c.CAFile, "ca-file", cmdutil.Env("OUTPOST_CA_FILE", ""), "PEM roots to trust for the controllers besides the cluster CA, when they serve an operator's certificate (env OUTPOST_CA_FILE)")
+	fs.StringVar(&c.CAPin, "ca-pin", cmdutil.Env("OUTPOST_CA_PIN", ""), "sha256:<hex> pin of the cluster CA, overriding the one in the join token (env OUTPOST_CA_PIN)")
 	fs.StringVar(&c.HTTPAddr, "http", cmdutil.Env("OUTPOST_HTTP_ADDR", ":8080"), "HTTP listen address (env OUTPOST_HTTP_ADDR)")
 	fs.StringVar(&c.HTTPSAddr, "https", cmdutil.Env("OUTPOST_HTTPS_ADDR", ":8443"), "HTTPS listen address (env OUTPOST_HTTPS_ADDR)")
 	fs.StringVar(&c.DataDir, "data-dir", cmdutil.Env("OUTPOST_NODE_DATA_DIR", "outpost-node"), "directory for the last good config and its keyring (env OUTPOST_NODE_DATA_DIR)")
@@ -40,6 +42,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.Int64Var(&c.CacheMemoryBytes, "cache-memory-bytes", envInt64("OUTPOST_CACHE_MEMORY_BYTES", 256<<20), "bytes the memory cache may hold (env OUTPOST_CACHE_MEMORY_BYTES)")
 	fs.StringVar(&c.CacheDir, "cache-dir", cmdutil.Env("OUTPOST_CACHE_DIR", ""), "directory for the disk cache tier, kept across restarts; empty: memory only (env OUTPOST_CACHE_DIR)")
 	fs.Int64Var(&c.CacheDiskBytes, "cache-disk-bytes", envInt64("OUTPOST_CACHE_DISK_BYTES", 10<<30), "bytes the disk cache tier may hold, with -cache-dir (env OUTPOST_CACHE_DISK_BYTES)")
+	fs.BoolVar(&c.DisableFastPath, "disable-fast-path", cmdutil.Env("OUTPOST_DISABLE_FAST_PATH", "") == "true", "serve cache hits through net/http only, without the HTTP/1.1 hit fast path (env OUTPOST_DISABLE_FAST_PATH=true)")
 	fs.BoolVar(&c.Pprof, "pprof", cmdutil.Env("OUTPOST_PPROF", "") == "true", "also serve Go profiles under /debug/pprof/ on the metrics address; keep it private (env OUTPOST_PPROF=true)")
 	fs.StringVar(&c.MetricsAddr, "metrics", cmdutil.Env("OUTPOST_METRICS_ADDR", ""), "Prometheus metrics listen address; empty disables (env OUTPOST_METRICS_ADDR)")
 }

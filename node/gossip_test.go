@@ -71,7 +71,7 @@ func TestNodeGossipFollowsTheController(t *testing.T) {
 	watcher := member(t, "watcher", [][]byte{k1})
 
 	n, err := node.Start(context.Background(), node.Config{
-		Name: "edge-g", Region: "test", Controllers: []string{env.Addr}, Token: env.NewToken(t, "", outpostv1.Role_ROLE_NODE),
+		Name: "edge-g", Region: "test", Controllers: []string{env.Addr}, JoinToken: env.JoinToken(t),
 		HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Gossip: membership.Options{Addr: "127.0.0.1:0", Join: []string{watcher.Addr()}, Label: "outpost"},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -136,11 +136,10 @@ func freeGossipAddr(t *testing.T) string {
 // gossip addresses of the nodes connected now.
 func TestNodesJoinThroughControllerSeeds(t *testing.T) {
 	env := controllertest.Start(t)
-	token := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
 	start := func(name string) *node.Node {
 		t.Helper()
 		n, err := node.Start(context.Background(), node.Config{
-			Name: name, Region: "test", Controllers: []string{env.Addr}, Token: token,
+			Name: name, Region: "test", Controllers: []string{env.Addr}, JoinToken: env.JoinToken(t),
 			HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
 			Gossip: membership.Options{Addr: freeGossipAddr(t), Label: "outpost", Local: true},
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

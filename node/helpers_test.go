@@ -25,9 +25,13 @@ type nodeOpts struct {
 	name        string
 }
 
-// startNode starts an edge node on free loopback ports.
+// startNode starts an edge node on free loopback ports. token is its join
+// token; "" creates one (with env).
 func startNode(t testing.TB, env *controllertest.Env, token string, o nodeOpts) *node.Node {
 	t.Helper()
+	if token == "" && env != nil {
+		token = env.JoinToken(t)
+	}
 	if o.name == "" {
 		o.name = "edge-1"
 	}
@@ -41,7 +45,7 @@ func startNode(t testing.TB, env *controllertest.Env, token string, o nodeOpts) 
 		Name:        o.name,
 		Region:      "test",
 		Controllers: o.controllers,
-		Token:       token,
+		JoinToken:   token,
 		HTTPAddr:    "127.0.0.1:0",
 		HTTPSAddr:   "127.0.0.1:0",
 		DataDir:     o.dataDir,

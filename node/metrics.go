@@ -35,6 +35,8 @@ type metrics struct {
 	collapsed     prometheus.Counter
 	evictions     prometheus.Counter
 	purges        prometheus.Histogram
+	fastHits      prometheus.Counter
+	handoffs      prometheus.Counter
 	domains       sync.Map // domain → *domainMetrics
 }
 
@@ -88,8 +90,12 @@ func newMetrics() *metrics {
 	m.evictions = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "cache", Name: "evictions_total", Help: "Entries evicted to stay within the memory budget."})
 	m.purges = prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "outpost", Subsystem: "cache", Name: "purge_apply_seconds",
 		Help: "Time to apply one purge instruction on this node.", Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)})
+	m.fastHits = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "edge", Name: "fast_path_responses_total",
+		Help: "Cache hits answered by the HTTP/1.1 fast path (also counted in the request and cache counters)."})
+	m.handoffs = prometheus.NewCounter(prometheus.CounterOpts{Namespace: "outpost", Subsystem: "edge", Name: "fast_path_handoffs_total",
+		Help: "HTTP/1.1 connections the fast path handed to net/http, at the first request that was not a plain cache hit."})
 	m.reg.MustRegister(m.requests, m.bytes, m.originLatency, m.originErrors, m.handshakes, m.expiredServed, m.revision,
-		m.cacheResults, m.cacheBytes, m.originBytes, m.fills, m.collapsed, m.evictions, m.purges,
+		m.cacheResults, m.cacheBytes, m.originBytes, m.fills, m.collapsed, m.evictions, m.purges, m.fastHits, m.handoffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -31,8 +31,17 @@ type Config struct {
 	// Controllers are controller gRPC addresses; the node fails over
 	// between them.
 	Controllers []string
-	// Token is a node-role bearer token.
-	Token string
+	// JoinToken is a one-time join token (outpostctl node join-token
+	// create): the node joins with it when DataDir holds no valid member
+	// certificate for Name, and then authenticates to the controllers with
+	// that certificate (mutual TLS), renewing it before it expires.
+	JoinToken string
+	// CAFile is PEM of roots to trust for the controllers besides the
+	// cluster CA, for controllers serving an operator's certificate. With
+	// it, the join verifies the controllers against it, not the token's pin.
+	CAFile string
+	// CAPin overrides the CA pin in the join token ("sha256:<hex>").
+	CAPin string
 	// HTTPAddr and HTTPSAddr are the listen addresses. Defaults :8080, :8443.
 	HTTPAddr, HTTPSAddr string
 	// DataDir keeps the last good config. Default ./outpost-node.
@@ -59,6 +68,10 @@ type Config struct {
 	MaxInFlight int64
 	// AccessLog logs one structured line per request (off by default).
 	AccessLog bool
+	// DisableFastPath serves every request through net/http, without the
+	// HTTP/1.1 cache-hit fast path (fastpath.go). For comparison and as
+	// an escape hatch; the responses are the same.
+	DisableFastPath bool
 	// MetricsAddr serves Prometheus metrics; "" disables.
 	MetricsAddr string
 	// Pprof also serves Go's profiles (net/http/pprof) under /debug/pprof/
@@ -121,6 +134,10 @@ type Node struct {
 	cancel     context.CancelFunc
 	gossip     *membership.Gossiper
 	inFlight   atomic.Int64
+	// fastPath enables the HTTP/1.1 cache-hit fast path (fastpath.go);
+	// fast tracks its connections.
+	fastPath atomic.Bool
+	fast     *fastConns
 	// draining: an operator drained this node (outpostctl node drain); it
 	// still serves, and tells the schedulers through gossip.
 	draining atomic.Bool
@@ -178,18 +195,22 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	// Handshake refusals are routine (scanners, SNI-less clients): they are
 	// counted in metrics and logged at debug level only.
 	errLog := slog.NewLogLogger(n.log.Handler(), slog.LevelDebug)
-	n.httpSrv = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog, ConnContext: connContext}
+	n.httpSrv = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog, ConnContext: connContext}
 	// The HTTPS server sees connections whose TLS the node already
 	// terminated (edgeListener): HTTP/1.1, or HTTP/2 with prior knowledge
 	// when ALPN chose h2.
 	var protos http.Protocols
 	protos.SetHTTP1(true)
 	protos.SetUnencryptedHTTP2(true)
-	n.httpsSrv = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog,
+	n.httpsSrv = &http.Server{Handler: http.HandlerFunc(n.serveHTTP), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idleTimeout,
+		MaxHeaderBytes: maxHeaderBytes, ErrorLog: errLog,
 		ConnContext: connContext, Protocols: &protos,
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams, MaxReadFrameSize: 1 << 20}}
-	n.serve(n.httpSrv, &edgeListener{Listener: n.httpLis})
-	n.serve(n.httpsSrv, &edgeListener{Listener: n.httpsLis, tls: n.tlsConfig()})
+	n.fast = newFastConns()
+	n.fastPath.Store(!cfg.DisableFastPath)
+	n.serveEdge(n.httpSrv, &edgeListener{Listener: n.httpLis}, "http")
+	n.serveEdge(n.httpsSrv, &edgeListener{Listener: n.httpsLis, tls: n.tlsConfig()}, "https")
 	if cfg.MetricsAddr != "" {
 		ml, err := net.Listen("tcp", cfg.MetricsAddr)
 		if err != nil {
@@ -315,16 +336,24 @@ func (n *Node) Close() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	for _, s := range []*http.Server{n.httpSrv, n.httpsSrv, n.metricsSrv} {
-		if s != nil {
-			_ = s.Shutdown(ctx)
-		}
-	}
 	for _, l := range []net.Listener{n.httpLis, n.httpsLis} {
 		if l != nil {
-			l.Close()
+			l.Close() // ends the accept loops (serveEdge)
 		}
 	}
+	var shut sync.WaitGroup
+	if n.fast != nil {
+		shut.Go(func() {
+			deadline, _ := ctx.Deadline()
+			n.fast.shutdown(deadline)
+		})
+	}
+	for _, s := range []*http.Server{n.httpSrv, n.httpsSrv, n.metricsSrv} {
+		if s != nil {
+			shut.Go(func() { _ = s.Shutdown(ctx) })
+		}
+	}
+	shut.Wait()
 	n.wg.Wait()
 	if n.streamer != nil {
 		n.streamer.close()

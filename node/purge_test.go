@@ -134,7 +134,7 @@ func stripQuery(p string) string {
 func TestTaskProgressAcrossThreeNodes(t *testing.T) {
 	e := newEdge(t)
 	for i := 2; i <= 3; i++ {
-		startNode(t, e.env, e.nodeToken, nodeOpts{name: fmt.Sprintf("edge-%d", i)})
+		startNode(t, e.env, "", nodeOpts{name: fmt.Sprintf("edge-%d", i)})
 	}
 	e.addDomain(t, "www.example.com", "a.origin.test")
 	e.origin.Write(t, "/c/max-age/three.txt", []byte("three"))

@@ -2,17 +2,18 @@ package node
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/outpost-cdn/outpost/internal/grpcauth"
+	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
 
@@ -26,13 +27,20 @@ const (
 	backoffMax = 15 * time.Second
 )
 
-// streamer keeps one config stream open to any of the controllers.
+// streamer keeps one config stream open to any of the controllers, over
+// mutual TLS with the node's member certificate (internal/clusterpki).
 type streamer struct {
-	n     *Node
-	conns []*grpc.ClientConn
+	n *Node
+	// id is the node's member certificate; nil with no controllers.
+	id *clusterpki.Identity
 
 	mu  sync.Mutex
 	out chan *outpostv1.StreamConfigRequest // the current stream's send queue; nil between streams
+	// conns are the connections by controller, dialled lazily; gens the
+	// certificate generation each was dialled with. A renewal leaves the
+	// open stream on its connection; the next stream dials again.
+	conns []*grpc.ClientConn
+	gens  []uint64
 }
 
 // maxConfigMessage bounds one config message (a snapshot) the node accepts.
@@ -55,45 +63,105 @@ func (s *streamer) send(m *outpostv1.StreamConfigRequest) {
 	}
 }
 
+// newStreamer loads the node's member certificate from its data dir, or
+// checks that it has a join token to get one: a node with controllers and
+// neither does not start.
 func newStreamer(n *Node) (*streamer, error) {
-	s := &streamer{n: n}
-	for _, addr := range n.cfg.Controllers {
-		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: n.cfg.Token}),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-			// A snapshot carries every domain, certificate and retained
-			// purge: far more than gRPC's default 4 MiB at scale.
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxConfigMessage)),
-		)
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.conns = append(s.conns, conn)
+	cfg := n.cfg
+	s := &streamer{n: n, conns: make([]*grpc.ClientConn, len(cfg.Controllers)), gens: make([]uint64, len(cfg.Controllers))}
+	if len(cfg.Controllers) == 0 {
+		return s, nil
 	}
+	id, err := clusterpki.NewIdentity(clusterpki.MemberConfig{
+		Name: cfg.Name, Role: outpostv1.MemberRole_MEMBER_ROLE_NODE, Controllers: cfg.Controllers,
+		JoinToken: cfg.JoinToken, CAFile: cfg.CAFile, CAPin: cfg.CAPin, Dir: cfg.DataDir, Logger: n.log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("node certificate: %w", err)
+	}
+	s.id = id
 	return s, nil
 }
 
+// MemberCertificate is the node's current member certificate: nil before
+// it joined, or with no controllers.
+func (n *Node) MemberCertificate() *x509.Certificate {
+	if n.streamer == nil || n.streamer.id == nil {
+		return nil
+	}
+	return n.streamer.id.Certificate()
+}
+
+// conn returns the connection to controller i, dialled with the current
+// certificate (a connection dialled with an older one is closed first:
+// no stream uses it between streams).
+func (s *streamer) conn(i int) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen := s.id.Generation()
+	if c := s.conns[i]; c != nil && s.gens[i] == gen {
+		return c, nil
+	}
+	if s.conns[i] != nil {
+		s.conns[i].Close()
+		s.conns[i] = nil
+	}
+	conn, err := grpc.NewClient(s.n.cfg.Controllers[i],
+		grpc.WithTransportCredentials(s.id.Credentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		// A snapshot carries every domain, certificate and retained
+		// purge: far more than gRPC's default 4 MiB at scale.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxConfigMessage)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[i], s.gens[i] = conn, gen
+	return conn, nil
+}
+
 func (s *streamer) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, c := range s.conns {
-		c.Close()
+		if c != nil {
+			c.Close()
+		}
 	}
 }
 
 // run reconnects until ctx ends, moving to the next controller after each
 // failure, starting from a random one so nodes spread over controllers.
+// It joins the cluster first if the node has no certificate, and renews
+// the certificate in the background once it has one.
 func (s *streamer) run(ctx context.Context) {
-	if len(s.conns) == 0 {
+	if s.id == nil {
 		s.n.log.Warn("no controllers configured: serving the persisted config only")
 		return
 	}
+	var renewer sync.WaitGroup
+	defer renewer.Wait()
+	renewing := false
 	i := rand.IntN(len(s.conns))
 	backoff := backoffMin
 	for ctx.Err() == nil {
-		conn := s.conns[i%len(s.conns)]
+		var (
+			delivered bool
+			err       error
+			target    = s.n.cfg.Controllers[i%len(s.conns)]
+		)
+		if err = s.id.Ensure(ctx); err == nil {
+			if !renewing {
+				renewing = true
+				renewer.Add(1)
+				go func() { defer renewer.Done(); s.id.Run(ctx) }()
+			}
+			var conn *grpc.ClientConn
+			if conn, err = s.conn(i % len(s.conns)); err == nil {
+				delivered, err = s.once(ctx, conn)
+			}
+		}
 		i++
-		delivered, err := s.once(ctx, conn)
 		if ctx.Err() != nil {
 			return
 		}
@@ -101,7 +169,7 @@ func (s *streamer) run(ctx context.Context) {
 			backoff = backoffMin
 		}
 		wait := time.Duration(rand.Int64N(int64(backoff))) + backoffMin/2
-		s.n.log.Info("config stream ended; reconnecting", "controller", conn.Target(), "err", err, "retry_in", wait.Round(time.Millisecond))
+		s.n.log.Info("config stream ended; reconnecting", "controller", target, "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return

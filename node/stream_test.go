@@ -1,6 +1,9 @@
 package node_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -16,7 +19,7 @@ func TestStreamAppliesConfigAndReportsIt(t *testing.T) {
 	admin, _ := env.NewAccount(t, "acme")
 	c := env.Clients(t, admin)
 	ctx := ctxT(t)
-	n := startNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), nodeOpts{})
+	n := startNode(t, env, env.JoinToken(t), nodeOpts{})
 
 	d, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: "www.example.com", Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}})
 	if err != nil {
@@ -63,7 +66,7 @@ func TestNodeNacksABadConfigAndKeepsTheLastGood(t *testing.T) {
 	admin, _ := env.NewAccount(t, "acme")
 	c := env.Clients(t, admin)
 	ctx := ctxT(t)
-	n := startNode(t, env, env.NewToken(t, "", outpostv1.Role_ROLE_NODE), nodeOpts{})
+	n := startNode(t, env, env.JoinToken(t), nodeOpts{})
 	d, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: "good.example.com", Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}})
 	if err != nil {
 		t.Fatal(err)
@@ -109,7 +112,7 @@ func TestNodeServesPersistedConfigWithNoController(t *testing.T) {
 	c := env.Clients(t, admin)
 	ctx := ctxT(t)
 	dir := t.TempDir()
-	token := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
+	token := env.JoinToken(t)
 	n := startNode(t, env, token, nodeOpts{dataDir: dir})
 	d, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: "www.example.com", Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}})
 	if err != nil {
@@ -127,27 +130,80 @@ func TestNodeServesPersistedConfigWithNoController(t *testing.T) {
 	}
 }
 
-// TestRevokedNodeTokenIsCutOff: revoking a node's token ends its open
-// config stream (it stops receiving config, and with it private keys).
-func TestRevokedNodeTokenIsCutOff(t *testing.T) {
+// TestRevokedNodeIsCutOff: revoking a node ends its open config stream
+// (it stops receiving config, and with it private keys), and it cannot
+// come back with its certificate.
+func TestRevokedNodeIsCutOff(t *testing.T) {
 	env := controllertest.Start(t, func(c *controller.Config) { c.TokenRecheck = 50 * time.Millisecond })
-	token := env.NewToken(t, "", outpostv1.Role_ROLE_NODE)
 	ctx := ctxT(t)
-	who, err := env.Clients(t, token).Accounts.WhoAmI(ctx, &outpostv1.WhoAmIRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	startNode(t, env, token, nodeOpts{})
+	n := startNode(t, env, "", nodeOpts{})
 	op := env.Clients(t, env.OperatorToken)
 	eventually(t, "the node to connect", func() bool {
 		g, err := op.Nodes.GetNode(ctx, &outpostv1.GetNodeRequest{Name: "edge-1"})
 		return err == nil && g.GetNode().GetHealth() == outpostv1.NodeHealth_NODE_HEALTH_CONNECTED
 	})
-	if _, err := op.Accounts.RevokeToken(ctx, &outpostv1.RevokeTokenRequest{Id: who.GetToken().GetId()}); err != nil {
+	if _, err := op.PKI.RevokeMember(ctx, &outpostv1.RevokeMemberRequest{Name: "edge-1"}); err != nil {
 		t.Fatal(err)
 	}
+	revoked := time.Now()
 	eventually(t, "the revoked node to be disconnected", func() bool {
 		g, err := op.Nodes.GetNode(ctx, &outpostv1.GetNodeRequest{Name: "edge-1"})
 		return err == nil && g.GetNode().GetHealth() == outpostv1.NodeHealth_NODE_HEALTH_DISCONNECTED
 	})
+	if d := time.Since(revoked); d > 5*time.Second {
+		t.Fatalf("the revoked node was cut off after %s", d)
+	}
+	// It keeps trying, and stays out.
+	time.Sleep(500 * time.Millisecond)
+	g, err := op.Nodes.GetNode(ctx, &outpostv1.GetNodeRequest{Name: "edge-1"})
+	if err != nil || g.GetNode().GetHealth() != outpostv1.NodeHealth_NODE_HEALTH_DISCONNECTED {
+		t.Fatalf("revoked node: %v %v", g, err)
+	}
+	if n.MemberCertificate() == nil {
+		t.Fatal("no member certificate")
+	}
+}
+
+// TestNodeRenewsItsCertificate: with a short certificate lifetime the
+// node renews before expiry, on its open stream, and keeps receiving
+// config; its key and certificate are on disk with mode 0600.
+func TestNodeRenewsItsCertificate(t *testing.T) {
+	env := controllertest.Start(t, func(c *controller.Config) {
+		c.MemberCertTTL = 3 * time.Second
+		c.TokenRecheck = 100 * time.Millisecond
+	})
+	admin, _ := env.NewAccount(t, "acme")
+	c := env.Clients(t, admin)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	n := startNode(t, env, "", nodeOpts{dataDir: dir})
+	eventually(t, "the node to join", func() bool { return n.MemberCertificate() != nil })
+	first := n.MemberCertificate()
+	eventually(t, "a renewal", func() bool {
+		c := n.MemberCertificate()
+		return c.SerialNumber.Cmp(first.SerialNumber) != 0
+	})
+	renewed := n.MemberCertificate()
+	if !renewed.NotBefore.Before(first.NotAfter) || time.Now().After(first.NotAfter) {
+		t.Fatalf("renewed at %s, the first certificate expires %s", time.Now(), first.NotAfter)
+	}
+	// Past several lifetimes, config still flows.
+	for i := range 3 {
+		d, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: fmt.Sprintf("www%d.example.com", i), Origins: []*outpostv1.Origin{ipOrigin("127.0.0.1", 80)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rev := d.GetDomain().GetRevision()
+		eventually(t, "the node to apply", func() bool { return n.Revision() >= rev })
+		time.Sleep(2 * time.Second)
+	}
+	for _, f := range []string{"member.key", "member.crt", "ca.crt"} {
+		st, err := os.Stat(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Fatalf("%s has mode %v", f, st.Mode().Perm())
+		}
+	}
 }

@@ -349,7 +349,7 @@ func outpostTLSEdge(b *testing.B, names []string, pairs []tlsBenchPair) tlsServe
 	}
 	env.SyncConfig(b)
 	start = time.Now()
-	srv := edgeTLSProcess(b, env, env.NewToken(b, "", outpostv1.Role_ROLE_NODE), names)
+	srv := edgeTLSProcess(b, env, env.JoinToken(b), names)
 	if len(names) > 1 {
 		b.Logf("edge process serving all %d names %v after it started", len(names), time.Since(start).Round(time.Millisecond))
 	}

@@ -109,7 +109,7 @@ func startClusterLog(tb testing.TB, answers int, edges []edgeSpec, log *slog.Log
 		tb.Fatal(err)
 	}
 	c.s, err = scheduler.Start(ctx, scheduler.Config{
-		GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0", Controllers: []string{env.Addr}, Token: env.NewToken(tb, "", outpostv1.Role_ROLE_NODE),
+		GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0", Controllers: []string{env.Addr}, JoinToken: env.SchedulerJoinToken(tb),
 		Gossip: membership.Options{Addr: "127.0.0.1:0", Join: []string{c.edges[0].Addr()}, Local: true}, CoverageZoneFile: cz, Answers: answers, TTL: 20 * time.Second, Logger: log,
 	})
 	if err != nil {

@@ -6,14 +6,14 @@ import (
 	"io"
 	"math/rand/v2"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 
-	"github.com/outpost-cdn/outpost/internal/grpcauth"
+	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	"github.com/outpost-cdn/outpost/internal/names"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
@@ -90,10 +90,17 @@ func (t *domainTable) merge(msg *outpostv1.StreamConfigResponse) *domainTable {
 	return out
 }
 
-// domainStream keeps the table current from any of the controllers.
+// domainStream keeps the table current from any of the controllers, over
+// mutual TLS with the scheduler's member certificate.
 type domainStream struct {
-	name     string
+	name        string
+	controllers []string
+	id          *clusterpki.Identity
+	// conns are dialled lazily, and again after a certificate renewal
+	// (gens: the certificate generation each was dialled with).
+	mu       sync.Mutex
 	conns    []*grpc.ClientConn
+	gens     []uint64
 	table    atomic.Pointer[domainTable]
 	ready    chan struct{} // closed at the first snapshot
 	sawFirst bool
@@ -101,40 +108,74 @@ type domainStream struct {
 	applied func(*domainTable)
 }
 
-func newDomainStream(name, token string, controllers []string) (*domainStream, error) {
-	s := &domainStream{name: name, ready: make(chan struct{})}
+// newDomainStream streams from controllers as the member id.
+func newDomainStream(name string, id *clusterpki.Identity, controllers []string) *domainStream {
+	s := &domainStream{name: name, controllers: controllers, id: id, ready: make(chan struct{}),
+		conns: make([]*grpc.ClientConn, len(controllers)), gens: make([]uint64, len(controllers))}
 	s.table.Store(emptyTable)
-	for _, addr := range controllers {
-		conn, err := grpc.NewClient(addr,
-			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: token}),
-			grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(512<<20)),
-		)
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.conns = append(s.conns, conn)
+	return s
+}
+
+// conn returns the connection to controller i, dialled with the current
+// certificate.
+func (s *domainStream) conn(i int) (*grpc.ClientConn, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	gen := s.id.Generation()
+	if c := s.conns[i]; c != nil && s.gens[i] == gen {
+		return c, nil
 	}
-	return s, nil
+	if s.conns[i] != nil {
+		s.conns[i].Close()
+		s.conns[i] = nil
+	}
+	conn, err := grpc.NewClient(s.controllers[i],
+		grpc.WithTransportCredentials(s.id.Credentials()),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(512<<20)),
+	)
+	if err != nil {
+		return nil, err
+	}
+	s.conns[i], s.gens[i] = conn, gen
+	return conn, nil
 }
 
 func (s *domainStream) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, c := range s.conns {
-		c.Close()
+		if c != nil {
+			c.Close()
+		}
 	}
 }
 
-// run reconnects with jittered backoff until ctx ends.
+// run joins the cluster if the scheduler has no certificate yet, renews it
+// in the background, and reconnects with jittered backoff until ctx ends.
 func (s *domainStream) run(ctx context.Context, onErr func(error)) {
 	if len(s.conns) == 0 {
 		return
 	}
+	var renewer sync.WaitGroup
+	defer renewer.Wait()
+	renewing := false
 	i := rand.IntN(len(s.conns))
 	backoff := 200 * time.Millisecond
 	for ctx.Err() == nil {
-		got, err := s.once(ctx, s.conns[i%len(s.conns)])
+		var got bool
+		err := s.id.Ensure(ctx)
+		if err == nil {
+			if !renewing {
+				renewing = true
+				renewer.Add(1)
+				go func() { defer renewer.Done(); s.id.Run(ctx) }()
+			}
+			var conn *grpc.ClientConn
+			if conn, err = s.conn(i % len(s.conns)); err == nil {
+				got, err = s.once(ctx, conn)
+			}
+		}
 		i++
 		if ctx.Err() != nil {
 			return

@@ -20,7 +20,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		c.Controllers = cmdutil.List(s)
 		return nil
 	})
-	fs.StringVar(&c.Token, "token", cmdutil.Env("OUTPOST_NODE_TOKEN", ""), "node-role bearer token (env OUTPOST_NODE_TOKEN)")
+	fs.StringVar(&c.JoinToken, "join-token", cmdutil.Env("OUTPOST_SCHEDULER_JOIN_TOKEN", ""), "one-time join token for the scheduler role (outpostctl node join-token create --role scheduler), needed until the data dir holds its certificate (env OUTPOST_SCHEDULER_JOIN_TOKEN)")
+	fs.StringVar(&c.CAFile, "ca-file", cmdutil.Env("OUTPOST_CA_FILE", ""), "PEM roots to trust for the controllers besides the cluster CA, when they serve an operator's certificate (env OUTPOST_CA_FILE)")
+	fs.StringVar(&c.CAPin, "ca-pin", cmdutil.Env("OUTPOST_CA_PIN", ""), "sha256:<hex> pin of the cluster CA, overriding the one in the join token (env OUTPOST_CA_PIN)")
+	fs.StringVar(&c.DataDir, "data-dir", cmdutil.Env("OUTPOST_SCHEDULER_DATA_DIR", "outpost-scheduler"), "directory keeping the scheduler's key and certificate (env OUTPOST_SCHEDULER_DATA_DIR)")
 	fs.StringVar(&c.CNAMESuffix, "cname-suffix", cmdutil.Env("OUTPOST_CNAME_SUFFIX", "cdn.outpost.test"), "zone the scheduler answers for (env OUTPOST_CNAME_SUFFIX)")
 	fs.StringVar(&c.Name, "name", cmdutil.Env("OUTPOST_SCHEDULER_NAME", ""), "scheduler name in gossip (env OUTPOST_SCHEDULER_NAME; default scheduler-<grpc port>)")
 	c.Gossip.RegisterFlags(fs)

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/outpost-cdn/outpost/internal/apierr"
+	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	"github.com/outpost-cdn/outpost/internal/membership"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 	"github.com/outpost-cdn/outpost/scheduler/locate"
@@ -43,10 +44,15 @@ func (s *Scheduler) startRouting() error {
 			return err
 		}
 	}
-	if len(cfg.Controllers) > 0 && cfg.Token != "" {
-		if s.domains, err = newDomainStream(cfg.Name, cfg.Token, cfg.Controllers); err != nil {
-			return err
+	if len(cfg.Controllers) > 0 && (cfg.JoinToken != "" || clusterpki.HasCertificate(cfg.DataDir)) {
+		id, err := clusterpki.NewIdentity(clusterpki.MemberConfig{
+			Name: cfg.Name, Role: outpostv1.MemberRole_MEMBER_ROLE_SCHEDULER, Controllers: cfg.Controllers,
+			JoinToken: cfg.JoinToken, CAFile: cfg.CAFile, CAPin: cfg.CAPin, Dir: cfg.DataDir, Logger: s.log,
+		})
+		if err != nil {
+			return fmt.Errorf("scheduler certificate: %w", err)
 		}
+		s.domains = newDomainStream(cfg.Name, id, cfg.Controllers)
 		if s.gossip != nil {
 			// Gossip keys may come from the controller: the member starts
 			// with the first config.

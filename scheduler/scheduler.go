@@ -34,8 +34,19 @@ type Config struct {
 	DNSAddr string
 	// Controllers are controller gRPC addresses, for the config stream.
 	Controllers []string
-	// Token is a node-role bearer token for the controllers.
-	Token string
+	// JoinToken is a one-time join token for the scheduler role
+	// (outpostctl node join-token create --role scheduler): the scheduler
+	// joins with it when DataDir holds no valid certificate for Name, then
+	// streams config over mutual TLS with that certificate. With neither a
+	// token nor a stored certificate it streams nothing.
+	JoinToken string
+	// CAFile and CAPin are as in node.Config: more roots to trust for the
+	// controllers, and a CA pin overriding the join token's.
+	CAFile string
+	CAPin  string
+	// DataDir keeps the scheduler's key and certificate. Empty keeps them
+	// in memory: a restart needs a new join token.
+	DataDir string
 	// CNAMESuffix is the zone the scheduler is authoritative for.
 	// Default cdn.outpost.test.
 	CNAMESuffix string

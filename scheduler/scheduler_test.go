@@ -64,7 +64,7 @@ func TestSchedulerRoutesToTheNearestNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := scheduler.Start(ctx, scheduler.Config{
-		GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0", Controllers: []string{env.Addr}, Token: env.NewToken(t, "", outpostv1.Role_ROLE_NODE),
+		GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0", Controllers: []string{env.Addr}, JoinToken: env.SchedulerJoinToken(t),
 		Gossip: membership.Options{Addr: "127.0.0.1:0", Join: []string{east.Addr()}}, CoverageZoneFile: cz, Answers: 1, TTL: 20 * time.Second, Logger: quiet, HTTPAddr: "127.0.0.1:0",
 	})
 	if err != nil {
@@ -221,3 +221,70 @@ func TestSchedulerRoutesToTheNearestNode(t *testing.T) {
 }
 
 func netParseCIDR(s string) (net.IP, *net.IPNet, error) { return net.ParseCIDR(s) }
+
+// TestSchedulerJoinsAndKeepsItsCertificate: a scheduler joins with a
+// scheduler join token, keeps its certificate in its data dir, and on a
+// restart streams again without a token. A node-role token does not make
+// it a member.
+func TestSchedulerJoinsAndKeepsItsCertificate(t *testing.T) {
+	env := controllertest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	op := env.Clients(t, env.OperatorToken)
+	dir := t.TempDir()
+	start := func(token string) *scheduler.Scheduler {
+		t.Helper()
+		s, err := scheduler.Start(ctx, scheduler.Config{Name: "sched-1", GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0",
+			Controllers: []string{env.Addr}, JoinToken: token, DataDir: dir, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	certs := func() []*outpostv1.MemberCertificate {
+		l, err := op.PKI.ListMemberCertificates(ctx, &outpostv1.ListMemberCertificatesRequest{Name: "sched-1"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l.GetCertificates()
+	}
+	s := start(env.SchedulerJoinToken(t))
+	for _, err := os.Stat(filepath.Join(dir, "member.crt")); err != nil; _, err = os.Stat(filepath.Join(dir, "member.crt")) {
+		if ctx.Err() != nil {
+			t.Fatal("the scheduler did not join")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if c := certs()[0]; c.GetRole() != outpostv1.MemberRole_MEMBER_ROLE_SCHEDULER {
+		t.Fatalf("joined as %v", c)
+	}
+	if st, err := os.Stat(filepath.Join(dir, "member.key")); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("member.key: %v %v", st, err)
+	}
+	s.Close()
+	// No token now: the stored certificate is enough.
+	s = start("")
+	defer s.Close()
+	time.Sleep(200 * time.Millisecond)
+	if n := len(certs()); n != 1 {
+		t.Fatalf("%d certificates after a restart, want the first one only", n)
+	}
+
+	// A scheduler with a node token refuses the node certificate it gets.
+	other, err := scheduler.Start(ctx, scheduler.Config{Name: "sched-2", GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0",
+		Controllers: []string{env.Addr}, JoinToken: env.JoinToken(t), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	time.Sleep(500 * time.Millisecond)
+	nodes, err := op.Nodes.ListNodes(ctx, &outpostv1.ListNodesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nodes.GetNodes() {
+		if n.GetName() == "sched-2" {
+			t.Fatal("a scheduler with a node token appears as an edge node")
+		}
+	}
+}

@@ -93,7 +93,7 @@ func newFreeEnv(t *testing.T, validity time.Duration, adjust func(*controller.Co
 	n, err := node.Start(context.Background(), node.Config{
 		Name:        "edge-1",
 		Controllers: []string{e.ctl.Addr},
-		Token:       e.ctl.NewToken(t, "", outpostv1.Role_ROLE_NODE),
+		JoinToken:   e.ctl.JoinToken(t),
 		HTTPAddr:    "127.0.0.1:0",
 		HTTPSAddr:   "127.0.0.1:0",
 		DataDir:     t.TempDir(),

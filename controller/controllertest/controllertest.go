@@ -1,10 +1,14 @@
 // Package controllertest starts real controllers for tests: an embedded etcd
-// in t.TempDir() on free loopback ports, the real gRPC server, and clients
-// that send bearer tokens. Everything is stopped by t.Cleanup.
+// in t.TempDir() on free loopback ports, the real gRPC server over TLS, and
+// clients that trust the cluster CA and send bearer tokens, or join as
+// members (edge nodes, schedulers) and use mutual TLS. Everything is
+// stopped by t.Cleanup.
 package controllertest
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -17,10 +21,12 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outpost-cdn/outpost/controller"
 	"github.com/outpost-cdn/outpost/controller/store"
+	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	"github.com/outpost-cdn/outpost/internal/grpcauth"
 	"github.com/outpost-cdn/outpost/internal/seal"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
@@ -144,11 +150,25 @@ func freeAddr(t testing.TB) string {
 	return ""
 }
 
-// Dial returns a connection that sends token as a bearer token ("" sends
-// none).
+// Config is the controller's configuration, for a test that starts one
+// itself (after closing this one).
+func (e *Env) Config() controller.Config { return e.cfg }
+
+// CAPEM is the cluster CA certificate, PEM: what clients trust.
+func (e *Env) CAPEM() string { return e.Controller.CACertificatePEM() }
+
+// TLSConfig trusts the cluster CA, as an admin client with --tls-ca does.
+func (e *Env) TLSConfig() *tls.Config {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM([]byte(e.CAPEM()))
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+}
+
+// Dial returns a TLS connection, trusting the cluster CA, that sends token
+// as a bearer token ("" sends none).
 func (e *Env) Dial(t testing.TB, token string) *grpc.ClientConn {
 	t.Helper()
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(e.TLSConfig()))}
 	if token != "" {
 		opts = append(opts, grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: token}))
 	}
@@ -158,6 +178,69 @@ func (e *Env) Dial(t testing.TB, token string) *grpc.ClientConn {
 	}
 	t.Cleanup(func() { conn.Close() })
 	return conn
+}
+
+// NewJoinToken creates a one-time join token for role, valid for an hour,
+// for member name ("" for any name).
+func (e *Env) NewJoinToken(t testing.TB, name string, role outpostv1.MemberRole) string {
+	t.Helper()
+	resp, err := outpostv1.NewPkiServiceClient(e.Dial(t, e.OperatorToken)).CreateJoinToken(context.Background(),
+		&outpostv1.CreateJoinTokenRequest{Name: name, Role: role, Ttl: durationpb.New(time.Hour), Description: t.Name()})
+	if err != nil {
+		t.Fatalf("create a join token: %v", err)
+	}
+	return resp.GetToken()
+}
+
+// JoinToken creates a one-time join token for an edge node of any name.
+func (e *Env) JoinToken(t testing.TB) string {
+	t.Helper()
+	return e.NewJoinToken(t, "", outpostv1.MemberRole_MEMBER_ROLE_NODE)
+}
+
+// SchedulerJoinToken creates a one-time join token for a scheduler.
+func (e *Env) SchedulerJoinToken(t testing.TB) string {
+	t.Helper()
+	return e.NewJoinToken(t, "", outpostv1.MemberRole_MEMBER_ROLE_SCHEDULER)
+}
+
+// Join makes name a member of role with a new join token, its key and
+// certificate kept in memory, and returns its identity.
+func (e *Env) Join(t testing.TB, name string, role outpostv1.MemberRole) *clusterpki.Identity {
+	t.Helper()
+	id, err := clusterpki.NewIdentity(clusterpki.MemberConfig{
+		Name: name, Role: role, Controllers: []string{e.Addr}, JoinToken: e.NewJoinToken(t, name, role),
+		Logger: slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := id.Ensure(ctx); err != nil {
+		t.Fatalf("join as %s: %v", name, err)
+	}
+	return id
+}
+
+// DialMember joins as member name of role (see Join) and returns a
+// connection that authenticates with its certificate (mutual TLS).
+func (e *Env) DialMember(t testing.TB, name string, role outpostv1.MemberRole) *grpc.ClientConn {
+	t.Helper()
+	id := e.Join(t, name, role)
+	conn, err := grpc.NewClient(e.Addr, grpc.WithTransportCredentials(id.Credentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
+// NodeClients joins as edge node name and returns API clients that
+// authenticate with its certificate.
+func (e *Env) NodeClients(t testing.TB, name string) *Clients {
+	t.Helper()
+	return clientsOf(e.DialMember(t, name, outpostv1.MemberRole_MEMBER_ROLE_NODE))
 }
 
 // Clients bundles the API clients of one connection.
@@ -172,11 +255,15 @@ type Clients struct {
 	Config   outpostv1.ConfigDiscoveryServiceClient
 	Cache    outpostv1.CacheServiceClient
 	Keyring  outpostv1.KeyringServiceClient
+	PKI      outpostv1.PkiServiceClient
 }
 
 // Clients returns API clients that authenticate with token.
 func (e *Env) Clients(t testing.TB, token string) *Clients {
-	conn := e.Dial(t, token)
+	return clientsOf(e.Dial(t, token))
+}
+
+func clientsOf(conn *grpc.ClientConn) *Clients {
 	return &Clients{
 		Domains:  outpostv1.NewDomainServiceClient(conn),
 		Certs:    outpostv1.NewCertificateServiceClient(conn),
@@ -188,6 +275,7 @@ func (e *Env) Clients(t testing.TB, token string) *Clients {
 		Config:   outpostv1.NewConfigDiscoveryServiceClient(conn),
 		Cache:    outpostv1.NewCacheServiceClient(conn),
 		Keyring:  outpostv1.NewKeyringServiceClient(conn),
+		PKI:      outpostv1.NewPkiServiceClient(conn),
 	}
 }
 
@@ -203,8 +291,9 @@ func (e *Env) NewAccount(t testing.TB, id string) (admin, readOnly string) {
 	return e.NewToken(t, id, outpostv1.Role_ROLE_ADMIN), e.NewToken(t, id, outpostv1.Role_ROLE_READ_ONLY)
 }
 
-// NewToken creates a token of role for account ("" for operator and node
-// tokens) and returns its secret.
+// NewToken creates a token of role for account ("" for operator tokens)
+// and returns its secret. Edge nodes and schedulers use join tokens
+// (JoinToken) instead.
 func (e *Env) NewToken(t testing.TB, account string, role outpostv1.Role) string {
 	t.Helper()
 	resp, err := e.Clients(t, e.OperatorToken).Accounts.CreateToken(context.Background(),

@@ -82,4 +82,14 @@ const (
 	ReasonContentQuotaExceeded = "ContentQuotaExceeded"
 	ReasonTaskNotFound         = "TaskNotFound"
 	ReasonInvalidUpdateMask    = "InvalidUpdateMask"
+
+	// The cluster PKI (PkiService, and the member certificates that node
+	// methods require).
+	ReasonInvalidJoinToken          = "InvalidJoinToken"
+	ReasonInvalidCsr                = "InvalidCsr"
+	ReasonMemberNameMismatch        = "MemberNameMismatch"
+	ReasonMemberCertificateRequired = "MemberCertificateRequired"
+	ReasonMemberCertificateRevoked  = "MemberCertificateRevoked"
+	ReasonMemberCertificateExpired  = "MemberCertificateExpired"
+	ReasonNodeTokensReplaced        = "NodeTokensReplaced"
 )

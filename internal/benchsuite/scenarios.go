@@ -29,6 +29,7 @@ var (
 	callsPerCore     = Metric{Unit: "calls/s/core", Label: "rate per core", Show: "calls/s", Higher: true}
 	bytesPerObject   = Metric{Unit: "bytes/object", Label: "heap", Show: "bytes/object"}
 	bytesPerCert     = Metric{Unit: "B/cert", Label: "heap", Show: "bytes/cert"}
+	serverCPU        = Metric{Unit: "server-cpu-µs/op", Label: "server CPU per request", Show: "µs"}
 	originPerBurst   = Metric{Unit: "origin-requests/op", Label: "origin requests", Show: "per 1,000 misses"}
 )
 
@@ -43,8 +44,10 @@ var Scenarios = []Scenario{
 	{Name: "Uncached proxy, 1 KiB: throughput", Bench: benchProxy, Sides: vsNginx, Metric: reqPerSec},
 	{Name: "Cache hit, 1 KiB: throughput", Bench: benchCacheHit, Select: "^BenchmarkCacheHit/1k/", Sides: vsNginx, Metric: reqPerSec, Target: AtLeastPeer(1.0)},
 	{Name: "Cache hit, 1 KiB: p99", Bench: benchCacheHit, Select: "^BenchmarkCacheHit/1k/", Sides: vsNginx, Metric: p99us, Target: AtMostPeer(1.5)},
+	{Name: "Cache hit, 1 KiB: server CPU per request", Bench: benchCacheHit, Select: "^BenchmarkCacheHit/1k/", Sides: vsNginx, Metric: serverCPU},
 	{Name: "Cache hit, 100 KiB: throughput", Bench: benchCacheHit, Select: "^BenchmarkCacheHit/100k/", Sides: vsNginx, Metric: reqPerSec, Target: AtLeastPeer(1.0)},
 	{Name: "Cache hit, 100 KiB: p99", Bench: benchCacheHit, Select: "^BenchmarkCacheHit/100k/", Sides: vsNginx, Metric: p99us, Target: AtMostPeer(1.5)},
+	{Name: "Cache hit, 100 KiB: server CPU per request", Bench: benchCacheHit, Select: "^BenchmarkCacheHit/100k/", Sides: vsNginx, Metric: serverCPU},
 	{Name: "1,000 concurrent misses: origin requests", Bench: benchCollapse, Sides: vsNginx, Metric: originPerBurst},
 	{Name: "1,000 concurrent misses: p99", Bench: benchCollapse, Sides: vsNginx, Metric: p99ms},
 	{Name: "TLS full handshake, ECDSA, 1 cert: rate", Bench: benchTLS, Select: "^BenchmarkTLSHandshake/ec/certs=1/", Sides: vsNginx, Metric: handshakesPerSec},

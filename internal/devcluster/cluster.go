@@ -27,6 +27,7 @@ import (
 	"github.com/outpost-cdn/outpost/controller"
 	"github.com/outpost-cdn/outpost/controller/acmetest"
 	"github.com/outpost-cdn/outpost/node"
+	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 	"github.com/outpost-cdn/outpost/scheduler"
 )
 
@@ -93,6 +94,8 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		OriginPorts:    []uint32{80, 443, c.origin.httpPort(), c.origin.httpsPort()},
 		// The keyring is generated in DataDir at first start and kept.
 		BootstrapToken: opToken,
+		// The cluster CA, for outpostctl (OUTPOST_TLS_CA) and the set-up.
+		CACertOut: filepath.Join(dir, caCertFile),
 		// Free certificates from the dev ACME CA. A failed validation is
 		// retried after 15 s rather than 10 min: Pebble has no rate limits.
 		AcmeDirectoryURL:  c.acme.DirectoryURL,
@@ -112,13 +115,19 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err := writeCoverageZone(czf); err != nil {
 		return nil, err
 	}
-	if c.sched, err = startScheduler(ctx, p, c.ctrl.Addr(), s.nodeToken, cfg.CNAMESuffix, czf, log); err != nil {
+	// Each member joins with a one-time token the first time; then it
+	// keeps its certificate in its data dir and renews it.
+	join := func(name string, role outpostv1.MemberRole) (string, error) {
+		return joinToken(ctx, c.ctrl.Addr(), filepath.Join(dir, caCertFile), opToken, name, role)
+	}
+	if c.sched, err = startScheduler(ctx, dir, p, c.ctrl.Addr(), join, cfg.CNAMESuffix, czf, log); err != nil {
 		return nil, err
 	}
 	var nodeEps []NodeEndpoint
-	if c.nodes, nodeEps, err = startNodes(ctx, dir, p, c.ctrl.Addr(), s.nodeToken, p.schedGossip, log); err != nil {
+	if c.nodes, nodeEps, err = startNodes(ctx, dir, p, c.ctrl.Addr(), join, p.schedGossip, log); err != nil {
 		return nil, err
 	}
+	waitConfigured(ctx, c.nodes, 20*time.Second, log)
 
 	c.ep = Endpoints{
 		Dir:             dir,
@@ -127,6 +136,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 		Account:         DemoAccount,
 		Token:           s.demoToken,
 		OperatorToken:   opToken,
+		CAFile:          filepath.Join(dir, caCertFile),
 		CNAMESuffix:     cfg.CNAMESuffix,
 		SchedulerGRPC:   c.sched.GRPCAddr(),
 		SchedulerDNS:    c.sched.DNSAddr(),

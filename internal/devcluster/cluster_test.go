@@ -85,7 +85,8 @@ func TestCluster(t *testing.T) {
 	var freeFingerprint string
 	t.Run("free certificate", func(t *testing.T) { freeFingerprint = checkFreeCertificate(t, ep) })
 	t.Run("secrets are private", func(t *testing.T) {
-		for _, f := range []string{operatorTokenFile, demoTokenFile, nodeTokenFile, "origin/a.origin.test.key", "origin/b.origin.test.key"} {
+		for _, f := range []string{operatorTokenFile, demoTokenFile, "origin/a.origin.test.key", "origin/b.origin.test.key",
+			"nodes/edge-1/member.key", "scheduler/member.key"} {
 			st, err := os.Stat(filepath.Join(dir, f))
 			if err != nil {
 				t.Fatal(err)
@@ -94,13 +95,17 @@ func TestCluster(t *testing.T) {
 				t.Errorf("%s has mode %v, want 0600", f, st.Mode().Perm())
 			}
 		}
-		// The demo domain's private key went to the controller only.
+		// The demo domain's private key went to the controller only; the
+		// only other keys are the members' own.
 		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil || d.IsDir() || strings.Contains(path, string(filepath.Separator)+"origin"+string(filepath.Separator)) {
 				return err
 			}
 			if strings.HasPrefix(path, filepath.Join(dir, "controller")) || strings.HasPrefix(path, filepath.Join(dir, "nodes")) {
 				return nil
+			}
+			if path == filepath.Join(dir, "scheduler", "member.key") {
+				return nil // the scheduler's own key (mode 0600, checked above)
 			}
 			b, err := os.ReadFile(path)
 			if err != nil {
@@ -152,7 +157,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// A stored demo token that no longer works is replaced by a new one.
-	revokeToken(t, ep2.Controller, ep2.OperatorToken, ep2.Token)
+	revokeToken(t, ep2.Controller, ep2.CAFile, ep2.OperatorToken, ep2.Token)
 	c2.Close()
 	ep3 := startCluster(t, testConfig(t, dir)).Endpoints()
 	if ep3.Token == ep2.Token {
@@ -165,11 +170,11 @@ func TestCluster(t *testing.T) {
 	}
 }
 
-func revokeToken(t *testing.T, addr, operator, secret string) {
+func revokeToken(t *testing.T, addr, caFile, operator, secret string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := dial(addr, secret)
+	conn, err := dial(addr, caFile, secret)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +183,7 @@ func revokeToken(t *testing.T, addr, operator, secret string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := dial(addr, operator)
+	op, err := dial(addr, caFile, operator)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +210,7 @@ func checkEndpointsFile(t *testing.T, dir string, ep Endpoints) {
 	if err := json.Unmarshal(b, &m); err != nil {
 		t.Fatalf("endpoints.json: %v", err)
 	}
-	for _, k := range []string{"etcd_endpoints", "controller", "token", "operator_token", "cname_suffix",
+	for _, k := range []string{"etcd_endpoints", "controller", "token", "operator_token", "ca_file", "cname_suffix",
 		"scheduler_grpc", "scheduler_dns", "nodes", "origin_http", "origin_https", "demo_domain",
 		"demo_origin_names", "demo_cname", "demo_ca_files", "demo_client_subnets",
 		"acme_directory", "acme_dns", "acme_root_file"} {
@@ -272,7 +277,7 @@ func checkEndpointsFile(t *testing.T, dir string, ep Endpoints) {
 
 func checkDemoDomain(t *testing.T, ep Endpoints) {
 	t.Helper()
-	conn, err := dial(ep.Controller, ep.Token)
+	conn, err := dial(ep.Controller, ep.CAFile, ep.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -521,6 +526,7 @@ func TestPrintTry(t *testing.T) {
 			{Name: "edge-1", Region: "east", HTTP: "127.0.1.1:8080", HTTPS: "127.0.1.1:8443"},
 			{Name: "edge-2", Region: "east", HTTP: "127.0.1.2:8080", HTTPS: "127.0.1.2:8443"},
 		},
+		CAFile:     "/x/ca.crt",
 		OriginHTTP: "127.0.0.1:7080", OriginHTTPS: "127.0.0.1:7443", DemoDomain: DemoDomain,
 		DemoOriginNames: originNames, DemoCNAME: "abc.cdn.outpost.test", DemoCertFile: "/x/demo/www.demo.test.crt",
 		OriginCAFile: "/x/origin/ca.crt", DemoClientSubnets: map[string]string{"east": "198.51.100.0/24", "west": "203.0.113.0/24"},
@@ -530,6 +536,7 @@ func TestPrintTry(t *testing.T) {
 	printTry(&b, ep, "/x/endpoints.json")
 	for _, want := range []string{
 		"export OUTPOST_CONTROLLER=127.0.0.1:7000",
+		"export OUTPOST_TLS_CA=/x/ca.crt",
 		"export OUTPOST_TOKEN=opt_demo",
 		"bin/outpostctl domain list",
 		"bin/outpostctl domain get www.demo.test -o json",
@@ -607,7 +614,7 @@ const freeWait = 30 * time.Second
 // acme_root_file. It returns the certificate's SHA-256 fingerprint.
 func checkFreeCertificate(t *testing.T, ep Endpoints) string {
 	t.Helper()
-	conn, err := dial(ep.Controller, ep.Token)
+	conn, err := dial(ep.Controller, ep.CAFile, ep.Token)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,20 +8,35 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/outpost-cdn/outpost/internal/membership"
 	"github.com/outpost-cdn/outpost/node"
+	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 	"github.com/outpost-cdn/outpost/scheduler"
 )
 
-// startScheduler starts the scheduler against the controller.
-func startScheduler(ctx context.Context, p *plan, controllerAddr, token, cnameSuffix, coverageZone string, log *slog.Logger) (*scheduler.Scheduler, error) {
+// joinFunc returns a one-time join token for a member name and role.
+type joinFunc func(name string, role outpostv1.MemberRole) (string, error)
+
+// schedulerName is the dev scheduler's member name.
+const schedulerName = "scheduler-1"
+
+// startScheduler starts the scheduler against the controller, its
+// certificate kept under dir/scheduler.
+func startScheduler(ctx context.Context, dir string, p *plan, controllerAddr string, join joinFunc, cnameSuffix, coverageZone string, log *slog.Logger) (*scheduler.Scheduler, error) {
+	token, err := join(schedulerName, outpostv1.MemberRole_MEMBER_ROLE_SCHEDULER)
+	if err != nil {
+		return nil, err
+	}
 	s, err := scheduler.Start(ctx, scheduler.Config{
+		Name:             schedulerName,
 		CoverageZoneFile: coverageZone,
 		GRPCAddr:         p.schedGRPC,
 		DNSAddr:          p.schedDNS,
 		Controllers:      []string{controllerAddr},
-		Token:            token,
+		JoinToken:        token,
+		DataDir:          filepath.Join(dir, "scheduler"),
 		CNAMESuffix:      cnameSuffix,
 		// The edge nodes join the scheduler's gossip. Its keys come from
 		// the controller (set up by runSetup).
@@ -36,17 +51,22 @@ func startScheduler(ctx context.Context, p *plan, controllerAddr, token, cnameSu
 
 // startNodes starts the edge nodes of nodePlan, each with its data under
 // dir/nodes/NAME. On failure the nodes already started are closed.
-func startNodes(ctx context.Context, dir string, p *plan, controllerAddr, token, gossipJoin string, log *slog.Logger) ([]*node.Node, []NodeEndpoint, error) {
+func startNodes(ctx context.Context, dir string, p *plan, controllerAddr string, join joinFunc, gossipJoin string, log *slog.Logger) ([]*node.Node, []NodeEndpoint, error) {
 	var nodes []*node.Node
 	var eps []NodeEndpoint
 	for i, spec := range nodePlan {
+		token, err := join(spec.name, outpostv1.MemberRole_MEMBER_ROLE_NODE)
+		if err != nil {
+			closeNodes(nodes)
+			return nil, nil, err
+		}
 		n, err := node.Start(ctx, node.Config{
 			Name:        spec.name,
 			Region:      spec.region,
 			Latitude:    spec.lat,
 			Longitude:   spec.lon,
 			Controllers: []string{controllerAddr},
-			Token:       token,
+			JoinToken:   token,
 			HTTPAddr:    p.nodeHTTP[i],
 			HTTPSAddr:   p.nodeHTTPS[i],
 			DataDir:     filepath.Join(dir, "nodes", spec.name),
@@ -61,6 +81,23 @@ func startNodes(ctx context.Context, dir string, p *plan, controllerAddr, token,
 		eps = append(eps, NodeEndpoint{Name: spec.name, Region: spec.region, HTTP: p.nodeHTTP[i], HTTPS: p.nodeHTTPS[i]})
 	}
 	return nodes, eps, nil
+}
+
+// waitConfigured waits, up to limit, until every node has joined the
+// cluster and applied a first configuration (and so joins gossip), so that
+// the cluster is whole when Start returns. A node still waiting is logged,
+// not an error: it keeps trying in the background.
+func waitConfigured(ctx context.Context, nodes []*node.Node, limit time.Duration, log *slog.Logger) {
+	deadline := time.Now().Add(limit)
+	for i, n := range nodes {
+		for n.Revision() == 0 {
+			if ctx.Err() != nil || time.Now().After(deadline) {
+				log.Warn("an edge node has no configuration yet; it keeps trying", "node", nodePlan[i].name)
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 // closeNodes closes the nodes in parallel: each may wait a few seconds for

@@ -28,6 +28,9 @@ type Endpoints struct {
 	Token string `json:"token"`
 	// OperatorToken is the bootstrap operator token.
 	OperatorToken string `json:"operator_token"`
+	// CAFile is the cluster CA certificate (PEM) that the controller's TLS
+	// chains to, for outpostctl --tls-ca (OUTPOST_TLS_CA) and grpcurl -cacert.
+	CAFile string `json:"ca_file"`
 	// CNAMESuffix is the zone of the domains' CNAMEs.
 	CNAMESuffix string `json:"cname_suffix"`
 	// SchedulerGRPC and SchedulerDNS are the scheduler's addresses; DNS is
@@ -105,6 +108,7 @@ func printTry(w io.Writer, ep Endpoints, endpointsPath string) {
 	p("What to try, in another terminal from the repository root:")
 	p("")
 	p("  export OUTPOST_CONTROLLER=%s", ep.Controller)
+	p("  export OUTPOST_TLS_CA=%s", ep.CAFile)
 	p("  export OUTPOST_TOKEN=%s", ep.Token)
 	p("  bin/outpostctl domain list")
 	p("  bin/outpostctl domain get %s -o json", ep.DemoDomain)

@@ -3,6 +3,8 @@ package devcluster
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -16,8 +18,9 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/outpost-cdn/outpost/internal/apierr"
 	"github.com/outpost-cdn/outpost/internal/grpcauth"
@@ -37,14 +40,25 @@ const (
 const (
 	operatorTokenFile = "secrets/operator.token"
 	demoTokenFile     = "secrets/demo-admin.token"
-	nodeTokenFile     = "secrets/node.token"
 	demoCertFile      = "demo/" + DemoDomain + ".crt"
+	// caCertFile is the cluster CA certificate, written by the controller
+	// (-ca-cert-out), for outpostctl (OUTPOST_TLS_CA).
+	caCertFile = "ca.crt"
 )
 
-// dial connects to the controller as token.
-func dial(addr, token string) (*grpc.ClientConn, error) {
+// dial connects to the controller over TLS, trusting the cluster CA in
+// caFile, as token.
+func dial(addr, caFile, token string) (*grpc.ClientConn, error) {
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("cluster CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("cluster CA %s: no PEM certificate", caFile)
+	}
 	return grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})),
 		grpc.WithPerRPCCredentials(grpcauth.Bearer{Token: token}))
 }
 
@@ -86,16 +100,17 @@ func operatorToken(dir string) (string, error) {
 
 // setup is what the API set-up made: tokens and the demo domain's CNAME.
 type setup struct {
-	demoToken, nodeToken string
-	demoCNAME            string
+	demoToken string
+	demoCNAME string
 }
 
 // runSetup configures the cluster through the real gRPC API, idempotently:
-// the demo account, its admin token, a node token, and the demo domain.
+// the demo account, its admin token, and the demo domain.
 func runSetup(ctx context.Context, dir, controllerAddr, opToken string, o *origin, log *slog.Logger) (*setup, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	op, err := dial(controllerAddr, opToken)
+	caFile := filepath.Join(dir, caCertFile)
+	op, err := dial(controllerAddr, caFile, opToken)
 	if err != nil {
 		return nil, err
 	}
@@ -119,12 +134,8 @@ func runSetup(ctx context.Context, dir, controllerAddr, opToken string, o *origi
 		return nil, err
 	}
 	s := &setup{}
-	if s.demoToken, err = ensureToken(ctx, accounts, controllerAddr, filepath.Join(dir, demoTokenFile),
+	if s.demoToken, err = ensureToken(ctx, accounts, controllerAddr, caFile, filepath.Join(dir, demoTokenFile),
 		DemoAccount, outpostv1.Role_ROLE_ADMIN, "make dev: demo account admin", log); err != nil {
-		return nil, err
-	}
-	if s.nodeToken, err = ensureToken(ctx, accounts, controllerAddr, filepath.Join(dir, nodeTokenFile),
-		"", outpostv1.Role_ROLE_NODE, "make dev: edge nodes and scheduler", log); err != nil {
 		return nil, err
 	}
 	if s.demoCNAME, err = ensureDemoDomain(ctx, dir, controllerAddr, s.demoToken, o, log); err != nil {
@@ -170,13 +181,13 @@ func ensureGossipKeyring(ctx context.Context, nodes outpostv1.NodeServiceClient,
 
 // ensureToken returns the token kept in path if it still authenticates with
 // the expected account and role, else creates a new one and keeps it.
-func ensureToken(ctx context.Context, accounts outpostv1.AccountServiceClient, addr, path, account string, role outpostv1.Role, desc string, log *slog.Logger) (string, error) {
+func ensureToken(ctx context.Context, accounts outpostv1.AccountServiceClient, addr, caFile, path, account string, role outpostv1.Role, desc string, log *slog.Logger) (string, error) {
 	secret, err := readSecret(path)
 	if err != nil {
 		return "", err
 	}
 	if secret != "" {
-		ok, err := tokenWorks(ctx, addr, secret, account, role)
+		ok, err := tokenWorks(ctx, addr, caFile, secret, account, role)
 		if err != nil {
 			return "", err
 		}
@@ -198,8 +209,8 @@ func ensureToken(ctx context.Context, accounts outpostv1.AccountServiceClient, a
 
 // tokenWorks asks the controller who secret is. Refusals mean false; other
 // failures are errors.
-func tokenWorks(ctx context.Context, addr, secret, account string, role outpostv1.Role) (bool, error) {
-	conn, err := dial(addr, secret)
+func tokenWorks(ctx context.Context, addr, caFile, secret, account string, role outpostv1.Role) (bool, error) {
+	conn, err := dial(addr, caFile, secret)
 	if err != nil {
 		return false, err
 	}
@@ -220,7 +231,7 @@ func tokenWorks(ctx context.Context, addr, secret, account string, role outpostv
 // changed it), except that it follows the demo origin to a new port. It
 // returns the domain's CNAME.
 func ensureDemoDomain(ctx context.Context, dir, addr, token string, o *origin, log *slog.Logger) (string, error) {
-	conn, err := dial(addr, token)
+	conn, err := dial(addr, filepath.Join(dir, caCertFile), token)
 	if err != nil {
 		return "", err
 	}
@@ -372,4 +383,22 @@ func checkDemoHTTPS(ctx context.Context, https outpostv1.HttpsServiceClient, dir
 		return writeFile(filepath.Join(dir, demoCertFile), []byte(pemText), 0o644)
 	}
 	return nil
+}
+
+// joinToken creates a one-time join token for member name of role, valid
+// for ten minutes. A member whose data dir holds a valid certificate
+// ignores it, and it expires unused.
+func joinToken(ctx context.Context, addr, caFile, opToken, name string, role outpostv1.MemberRole) (string, error) {
+	conn, err := dial(addr, caFile, opToken)
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close()
+	resp, err := outpostv1.NewPkiServiceClient(conn).CreateJoinToken(ctx, &outpostv1.CreateJoinTokenRequest{
+		Name: name, Role: role, Ttl: durationpb.New(10 * time.Minute), Description: "make dev: " + name,
+	})
+	if err != nil {
+		return "", fmt.Errorf("join token for %s: %s", name, apierr.Describe(err))
+	}
+	return resp.GetToken(), nil
 }

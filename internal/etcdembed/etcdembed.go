@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
@@ -43,6 +44,16 @@ type Config struct {
 	CompactionRetention int
 	// Unsafe disables fsync: for tests only.
 	Unsafe bool
+	// CertFile and KeyFile, when set, make the member serve clients over
+	// TLS (https URLs) with this PEM certificate and key. With
+	// ClientCertAuth it also requires every client to present a
+	// certificate signed by a CA in TrustedCAFile, as etcd's
+	// --client-cert-auth does. The controller's own embedded etcd serves
+	// plain HTTP on loopback; tests of etcd TLS set these.
+	CertFile       string
+	KeyFile        string
+	TrustedCAFile  string
+	ClientCertAuth bool
 	// Logger receives etcd's own logs; nil discards them.
 	Logger *zap.Logger
 }
@@ -51,6 +62,7 @@ type Config struct {
 type Server struct {
 	etcd      *embed.Etcd
 	endpoints []string
+	closeOnce sync.Once
 }
 
 // Start starts the member and waits until it serves clients or ctx ends.
@@ -66,6 +78,9 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("etcd peer address: %w", err)
 	}
+	if cfg.CertFile != "" {
+		clientURL.Scheme = "https"
+	}
 	ec := embed.NewConfig()
 	ec.Name = cfg.Name
 	ec.Dir = cfg.Dir
@@ -80,6 +95,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	ec.ZapLoggerBuilder = embed.NewZapLoggerBuilder(lg)
 	ec.UnsafeNoFsync = cfg.Unsafe
+	if cfg.CertFile != "" {
+		ec.ClientTLSInfo.CertFile = cfg.CertFile
+		ec.ClientTLSInfo.KeyFile = cfg.KeyFile
+		ec.ClientTLSInfo.TrustedCAFile = cfg.TrustedCAFile
+		ec.ClientTLSInfo.ClientCertAuth = cfg.ClientCertAuth
+	}
 	ec.MaxTxnOps = MaxTxnOps
 	ec.MaxRequestBytes = MaxRequestBytes
 	if cfg.CompactionRetention > 0 {
@@ -114,7 +135,7 @@ func (s *Server) Endpoints() []string { return s.endpoints }
 
 // Close stops the member. It is safe to call more than once.
 func (s *Server) Close() {
-	s.etcd.Close()
+	s.closeOnce.Do(s.etcd.Close) // embed.Etcd.Close panics the second time
 }
 
 // bindURL turns host:port into an http URL, resolving port 0 to a free port

@@ -1,6 +1,7 @@
 // Package grpcauth carries Outpost's bearer tokens on gRPC calls: the
 // client side of the controller's "authorization: Bearer <token>" check,
-// shared by outpostctl, edge nodes, schedulers and tests.
+// shared by outpostctl, the dev cluster and tests. (Edge nodes and
+// schedulers authenticate with member certificates: internal/clusterpki.)
 package grpcauth
 
 import (

@@ -29,19 +29,20 @@ type client struct {
 	nodes    outpostv1.NodeServiceClient
 	accounts outpostv1.AccountServiceClient
 	keyring  outpostv1.KeyringServiceClient
+	pki      outpostv1.PkiServiceClient
 }
 
 // dial creates the client. grpc.NewClient connects on the first request, so
 // this fails only on bad flags or an unreadable --tls-ca file.
 func dial(f globalFlags) (*client, error) {
-	useTLS := f.tls || f.tlsCA != "" || f.tlsServerName != ""
+	useTLS := !f.plaintext
 	var creds credentials.TransportCredentials = insecure.NewCredentials()
 	if useTLS {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: f.tlsServerName}
 		if f.tlsCA != "" {
 			pem, err := os.ReadFile(f.tlsCA)
 			if err != nil {
-				return nil, fmt.Errorf("cannot read --tls-ca: %w", err)
+				return nil, fmt.Errorf("cannot read --tls-ca (or %s): %w", envTLSCA, err)
 			}
 			pool := x509.NewCertPool()
 			if !pool.AppendCertsFromPEM(pem) {
@@ -73,6 +74,7 @@ func dial(f globalFlags) (*client, error) {
 		nodes:    outpostv1.NewNodeServiceClient(conn),
 		accounts: outpostv1.NewAccountServiceClient(conn),
 		keyring:  outpostv1.NewKeyringServiceClient(conn),
+		pki:      outpostv1.NewPkiServiceClient(conn),
 	}, nil
 }
 

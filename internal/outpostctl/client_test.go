@@ -62,16 +62,16 @@ func TestBearerToken(t *testing.T) {
 	addr := startEcho(t, nil)
 	env := map[string]string{envController: addr, envToken: "env-secret\n"}
 
-	if got := whoAmIHeader(t, runCLI(t, env, "whoami", "-o", "json")); got != "Bearer env-secret" {
+	if got := whoAmIHeader(t, runCLI(t, env, "--plaintext", "whoami", "-o", "json")); got != "Bearer env-secret" {
 		t.Errorf("token from %s sent as %q", envToken, got)
 	}
-	if got := whoAmIHeader(t, runCLI(t, env, "--token", "flag-secret", "whoami", "-o", "json")); got != "Bearer flag-secret" {
+	if got := whoAmIHeader(t, runCLI(t, env, "--plaintext", "--token", "flag-secret", "whoami", "-o", "json")); got != "Bearer flag-secret" {
 		t.Errorf("--token sent as %q", got)
 	}
-	if got := whoAmIHeader(t, runCLI(t, env, "--token", "Bearer pasted", "whoami", "-o", "json")); got != "Bearer pasted" {
+	if got := whoAmIHeader(t, runCLI(t, env, "--plaintext", "--token", "Bearer pasted", "whoami", "-o", "json")); got != "Bearer pasted" {
 		t.Errorf("--token 'Bearer pasted' sent as %q", got)
 	}
-	if got := whoAmIHeader(t, runCLI(t, map[string]string{envController: addr}, "whoami", "-o", "json")); got != "" {
+	if got := whoAmIHeader(t, runCLI(t, map[string]string{envController: addr}, "--plaintext", "whoami", "-o", "json")); got != "" {
 		t.Errorf("no token, but sent %q", got)
 	}
 }
@@ -95,7 +95,18 @@ func TestTLS(t *testing.T) {
 	// The test CA is not among the system roots.
 	r = runCLI(t, env, "--tls", "--tls-server-name", "controller.test", "whoami")
 	wantFail(t, r, exitError, "Error: Unavailable: ")
-	// Plaintext to a TLS server.
+	// TLS is the default: without the CA, the controller is not trusted.
 	r = runCLI(t, env, "whoami")
+	wantFail(t, r, exitError, "Error: Unavailable: ")
+	// OUTPOST_TLS_CA stands in for --tls-ca.
+	r = runCLI(t, map[string]string{envController: addr, envToken: "tls-secret", envTLSCA: caFile}, "--tls-server-name", "controller.test", "whoami", "-o", "json")
+	if got := whoAmIHeader(t, r); got != "Bearer tls-secret" {
+		t.Errorf("with %s the token was sent as %q", envTLSCA, got)
+	}
+	// --plaintext excludes the TLS flags.
+	r = runCLI(t, env, "--plaintext", "--tls-ca", caFile, "whoami")
+	wantFail(t, r, exitUsage, "Error: --plaintext excludes")
+	// Plaintext to a TLS server.
+	r = runCLI(t, env, "--plaintext", "whoami")
 	wantFail(t, r, exitError, "Error: Unavailable: ")
 }

@@ -1,6 +1,7 @@
 package outpostctl
 
 import (
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/outpost-cdn/outpost/controller/controllertest"
 	"github.com/outpost-cdn/outpost/internal/certs/certstest"
+	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	"github.com/outpost-cdn/outpost/internal/leakcheck"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
@@ -22,12 +24,19 @@ func TestMain(m *testing.M) { leakcheck.VerifyTestMain(m) }
 type cli struct {
 	t     *testing.T
 	addr  string
+	ca    string // the cluster CA's PEM file, for OUTPOST_TLS_CA
 	token string
 }
 
 func (c cli) run(args ...string) result {
 	c.t.Helper()
-	return runCLI(c.t, map[string]string{envController: c.addr, envToken: c.token}, args...)
+	return runCLI(c.t, map[string]string{envController: c.addr, envToken: c.token, envTLSCA: c.ca}, args...)
+}
+
+// caFile writes env's cluster CA certificate to a file.
+func caFile(t *testing.T, env *controllertest.Env) string {
+	t.Helper()
+	return writeFile(t, t.TempDir(), "ca.pem", []byte(env.CAPEM()))
 }
 
 // ok runs a command that must succeed and returns its stdout.
@@ -51,11 +60,11 @@ func (c cli) json(resp proto.Message, args ...string) {
 // controller. The subtests share the controller; each uses its own account.
 func TestAgainstController(t *testing.T) {
 	env := controllertest.Start(t)
-	operator := cli{t: t, addr: env.Addr, token: env.OperatorToken}
+	operator := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: env.OperatorToken}
 
 	t.Run("Domains", func(t *testing.T) {
 		admin, _ := env.NewAccount(t, "domains")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 
 		var created outpostv1.CreateDomainResponse
 		c.json(&created, "domain", "add", "a.example.com",
@@ -127,15 +136,15 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("Auth", func(t *testing.T) {
 		admin, readOnly := env.NewAccount(t, "auth")
-		cli{t: t, addr: env.Addr, token: admin}.ok("domain", "add", "auth.example.com", "--origin", "ip:203.0.113.10")
+		cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}.ok("domain", "add", "auth.example.com", "--origin", "ip:203.0.113.10")
 
-		r := cli{t: t, addr: env.Addr}.run("domain", "list")
+		r := cli{t: t, addr: env.Addr, ca: caFile(t, env)}.run("domain", "list")
 		wantFail(t, r, exitError, "Error: Unauthenticated (MissingCredentials): ")
 
-		r = cli{t: t, addr: env.Addr, token: "not-a-token"}.run("domain", "list")
+		r = cli{t: t, addr: env.Addr, ca: caFile(t, env), token: "not-a-token"}.run("domain", "list")
 		wantFail(t, r, exitError, "Error: Unauthenticated (InvalidToken): ")
 
-		ro := cli{t: t, addr: env.Addr, token: readOnly}
+		ro := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: readOnly}
 		if out := ro.ok("domain", "list"); !strings.Contains(out, "auth.example.com") {
 			t.Fatalf("read-only list:\n%s", out)
 		}
@@ -151,7 +160,7 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("CertificatesAndHTTPS", func(t *testing.T) {
 		admin, _ := env.NewAccount(t, "certs")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		c.ok("domain", "add", "www.example.com", "--origin", "ip:203.0.113.10")
 
 		dir := t.TempDir()
@@ -219,7 +228,7 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("CertificateCenter", func(t *testing.T) {
 		admin, readOnly := env.NewAccount(t, "certcenter")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		domains := []string{"a.center.example.com", "b.center.example.com", "other.example.org"}
 		for _, n := range domains {
 			c.ok("domain", "add", n, "--origin", "ip:203.0.113.10")
@@ -251,7 +260,7 @@ func TestAgainstController(t *testing.T) {
 		if out := c.ok("cert", "domains", id); out != "DOMAIN\na.center.example.com\nb.center.example.com\n" {
 			t.Fatalf("cert domains printed %q", out)
 		}
-		ro := cli{t: t, addr: env.Addr, token: readOnly}
+		ro := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: readOnly}
 		table := ro.ok("cert", "https-domains")
 		lines = strings.Split(strings.TrimSpace(table), "\n")
 		if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "DOMAIN CERTIFICATE NAME STATE NOT-AFTER LEFT TRUST" ||
@@ -327,7 +336,7 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("Origins", func(t *testing.T) {
 		admin, _ := env.NewAccount(t, "origins")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		c.ok("domain", "add", "o.example.com", "--origin", "ip:203.0.113.10")
 
 		var set outpostv1.SetOriginsResponse
@@ -366,6 +375,51 @@ func TestAgainstController(t *testing.T) {
 		}
 	})
 
+	t.Run("PKI", func(t *testing.T) {
+		// The CA, as a file to trust, and its pin.
+		if out := operator.ok("pki", "ca"); out != env.CAPEM() {
+			t.Fatalf("pki ca:\n%s", out)
+		}
+		pin := strings.TrimSpace(operator.ok("pki", "ca", "--pin"))
+		var tok outpostv1.CreateJoinTokenResponse
+		operator.json(&tok, "node", "join-token", "create", "--name", "edge-cli", "--ttl", "10m")
+		if !strings.HasPrefix(tok.GetToken(), "OPJ1-") || tok.GetCaPin() != pin || !strings.HasPrefix(tok.GetTokenId(), "join-") {
+			t.Fatalf("join token: %v (pin %s)", &tok, pin)
+		}
+		if out := operator.ok("node", "join-token", "create", "--role", "scheduler"); !strings.Contains(out, "OPJ1-") || !strings.Contains(out, pin) {
+			t.Fatalf("join-token create:\n%s", out)
+		}
+		r := operator.run("node", "join-token", "create", "--role", "admin")
+		wantFail(t, r, exitUsage, `Error: invalid argument "admin" for "--role" flag`)
+		admin, _ := env.NewAccount(t, "pki")
+		r = cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}.run("node", "join-token", "create")
+		wantFail(t, r, exitError, "Error: PermissionDenied (OperatorOnly): ")
+
+		// A member joins with it; the operator lists and revokes it.
+		id, err := clusterpki.NewIdentity(clusterpki.MemberConfig{Name: "edge-cli", Role: outpostv1.MemberRole_MEMBER_ROLE_NODE,
+			Controllers: []string{env.Addr}, JoinToken: tok.GetToken(), Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := id.Ensure(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if out := operator.ok("node", "certs", "--name", "edge-cli"); !strings.Contains(out, clusterpki.SerialHex(id.Certificate())) || !strings.Contains(out, "node") {
+			t.Fatalf("node certs:\n%s", out)
+		}
+		if out := operator.ok("node", "revoke", "edge-cli"); !strings.Contains(out, "Revoked 1 certificate(s) of edge-cli.") {
+			t.Fatalf("node revoke:\n%s", out)
+		}
+		var list outpostv1.ListMemberCertificatesResponse
+		operator.json(&list, "node", "certs")
+		if len(list.GetCertificates()) != 1 || list.GetCertificates()[0].GetRevokeTime() == nil {
+			t.Fatalf("certs after revoke: %v", &list)
+		}
+		// Node bearer tokens are gone.
+		r = operator.run("token", "create", "--role", "node")
+		wantFail(t, r, exitError, "Error: FailedPrecondition (NodeTokensReplaced): ")
+	})
+
 	t.Run("AccountsAndTokens", func(t *testing.T) {
 		var acct outpostv1.CreateAccountResponse
 		operator.json(&acct, "account", "create", "acme", "--display-name", "ACME Corp", "--domain-quota", "5")
@@ -397,7 +451,7 @@ func TestAgainstController(t *testing.T) {
 				secret = strings.TrimSpace(line)
 			}
 		}
-		user := cli{t: t, addr: env.Addr, token: secret}
+		user := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: secret}
 		var who outpostv1.WhoAmIResponse
 		user.json(&who, "whoami")
 		if who.GetToken().GetAccount() != "acme" || who.GetToken().GetRole() != outpostv1.Role_ROLE_ADMIN || who.GetToken().GetDescription() != "ci" {
@@ -431,7 +485,7 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("Cache", func(t *testing.T) {
 		admin, _ := env.NewAccount(t, "cache")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		c.ok("domain", "add", "cache.example.com", "--origin", "ip:203.0.113.10")
 
 		var added outpostv1.AddCacheRuleResponse
@@ -480,7 +534,7 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("CacheAutoRefresh", func(t *testing.T) {
 		admin, readOnly := env.NewAccount(t, "autorefresh")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		c.ok("domain", "add", "bucket.example.com", "--origin", "oss:assets.s3.amazonaws.com")
 		c.ok("domain", "add", "plain.example.com", "--origin", "ip:203.0.113.10")
 
@@ -506,7 +560,7 @@ func TestAgainstController(t *testing.T) {
 			on.GetEndpointPath() != "/v1/bucket-events/bucket.example.com" || !on.GetSettings().GetAutoRefresh() {
 			t.Fatalf("auto-refresh --on -o json: %v", &on)
 		}
-		ro := cli{t: t, addr: env.Addr, token: readOnly}
+		ro := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: readOnly}
 		if out := ro.ok("cache", "rule", "list", "bucket.example.com"); !strings.Contains(out, "Automatic cache update: on") {
 			t.Fatalf("cache rule list:\n%s", out)
 		}
@@ -539,7 +593,7 @@ func TestAgainstController(t *testing.T) {
 
 	t.Run("Content", func(t *testing.T) {
 		admin, readOnly := env.NewAccount(t, "content")
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		c.ok("domain", "add", "cdn.example.com", "--origin", "ip:203.0.113.10")
 
 		out := c.ok("refresh", "https://cdn.example.com/a.js", "HTTPS://CDN.example.com/b.js")
@@ -570,7 +624,7 @@ func TestAgainstController(t *testing.T) {
 		r = c.run("prefetch", "cdn.example.com/a.js")
 		wantFail(t, r, exitError, "Error: InvalidArgument (InvalidUrl): ")
 
-		ro := cli{t: t, addr: env.Addr, token: readOnly}
+		ro := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: readOnly}
 		var list outpostv1.ListTasksResponse
 		ro.json(&list, "task", "list", "--page-size", "1")
 		if len(list.GetTasks()) != 4 || list.GetTasks()[0].GetId() != pf.GetTask().GetId() || list.GetTasks()[3].GetId() != id || list.GetNextPageToken() != "" {
@@ -619,7 +673,7 @@ func TestAgainstController(t *testing.T) {
 			}
 		}
 		admin := env.NewToken(t, "quota", outpostv1.Role_ROLE_ADMIN)
-		c := cli{t: t, addr: env.Addr, token: admin}
+		c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 		c.ok("domain", "add", "quota.example.com", "--origin", "ip:203.0.113.10")
 		c.ok("refresh", "https://quota.example.com/1", "https://quota.example.com/2")
 		r := c.run("refresh", "https://quota.example.com/3")

@@ -16,10 +16,10 @@ import (
 // HTTPS; an operator reads the keyring status and re-wraps.
 func TestCSRAndKeyringCommands(t *testing.T) {
 	env := controllertest.Start(t)
-	operator := cli{t: t, addr: env.Addr, token: env.OperatorToken}
+	operator := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: env.OperatorToken}
 	admin, readOnly := env.NewAccount(t, "csr")
-	c := cli{t: t, addr: env.Addr, token: admin}
-	ro := cli{t: t, addr: env.Addr, token: readOnly}
+	c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
+	ro := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: readOnly}
 	ca := certstest.NewCA(t, "CLI CSR CA")
 	dir := t.TempDir()
 
@@ -109,24 +109,24 @@ func TestCSRAndKeyringCommands(t *testing.T) {
 	wantFail(t, r, exitError, "Error: InvalidArgument (InvalidCsrSubject): ")
 
 	// The keyring: the test controller's one KEK wraps the completed
-	// certificate's key and the pending CSR's.
+	// certificate's key, the pending CSR's and the cluster CA's.
 	status := operator.ok("keyring", "status")
 	if lines := strings.Split(status, "\n"); len(lines) < 4 || strings.Join(strings.Fields(lines[0]), " ") != "KEK SECRETS IN-KEYRING PRIMARY" ||
-		strings.Join(strings.Fields(lines[1]), " ") != "test 2 yes yes" ||
+		strings.Join(strings.Fields(lines[1]), " ") != "test 3 yes yes" ||
 		!strings.Contains(status, "Every secret is under the primary KEK test") {
 		t.Fatalf("keyring status:\n%s", status)
 	}
 	var st outpostv1.GetKeyringStatusResponse
 	operator.json(&st, "keyring", "status")
-	if st.GetPrimaryKekId() != "test" || len(st.GetUsage()) != 1 || st.GetUsage()[0].GetSecrets() != 2 {
+	if st.GetPrimaryKekId() != "test" || len(st.GetUsage()) != 1 || st.GetUsage()[0].GetSecrets() != 3 {
 		t.Fatalf("keyring status -o json: %v", &st)
 	}
-	if out := operator.ok("keyring", "rewrap"); out != "Re-wrapped 0 secret(s) with the primary key-encryption key; 2 already were.\n" {
+	if out := operator.ok("keyring", "rewrap"); out != "Re-wrapped 0 secret(s) with the primary key-encryption key; 3 already were.\n" {
 		t.Fatalf("keyring rewrap printed %q", out)
 	}
 	var rw outpostv1.RewrapSecretsResponse
 	operator.json(&rw, "keyring", "rewrap")
-	if rw.GetAlreadyCurrent() != 2 {
+	if rw.GetAlreadyCurrent() != 3 {
 		t.Fatalf("keyring rewrap -o json: %v", &rw)
 	}
 	r = c.run("keyring", "status")

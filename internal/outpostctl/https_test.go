@@ -52,7 +52,7 @@ func TestWriteHTTPSFree(t *testing.T) {
 func TestHTTPSEnableFree(t *testing.T) {
 	env := controllertest.Start(t, func(c *controller.Config) { c.AcmeDirectoryURL = "https://127.0.0.1:1/directory" })
 	admin, _ := env.NewAccount(t, "free")
-	c := cli{t: t, addr: env.Addr, token: admin}
+	c := cli{t: t, addr: env.Addr, ca: caFile(t, env), token: admin}
 	c.ok("domain", "add", "www.example.com", "--origin", "ip:203.0.113.10")
 
 	r := c.run("https", "enable", "www.example.com", "--free", "--cert-id", "cert-0123")
@@ -69,7 +69,7 @@ func TestHTTPSEnableFree(t *testing.T) {
 
 	plain := controllertest.Start(t)
 	admin, _ = plain.NewAccount(t, "free")
-	c = cli{t: t, addr: plain.Addr, token: admin}
+	c = cli{t: t, addr: plain.Addr, ca: caFile(t, plain), token: admin}
 	c.ok("domain", "add", "www.example.com", "--origin", "ip:203.0.113.10")
 	r = c.run("https", "enable", "www.example.com", "--free")
 	wantFail(t, r, exitError, "Error: FailedPrecondition (FreeCertificatesDisabled): ")

@@ -12,14 +12,18 @@ import (
 )
 
 func (a *app) newNodeCommand() *cobra.Command {
-	cmd := newGroup("node", "Inspect and drain edge nodes",
+	cmd := newGroup("node", "Inspect, drain, join and revoke edge nodes",
 		`See the edge nodes the controllers know: their health, the configuration
-revision each has applied and the last one it refused; and take a node out of
-scheduling (drain) without stopping it.`,
+revision each has applied and the last one it refused; take a node out of
+scheduling (drain) without stopping it; create join tokens for new edge nodes
+and schedulers, list their certificates and revoke them.`,
 		a.newNodeListCommand(),
 		a.newNodeGetCommand(),
 		a.newNodeDrainCommand(),
 		a.newGossipKeyringCommand(),
+		a.newJoinTokenCommand(),
+		a.newNodeRevokeCommand(),
+		a.newNodeCertsCommand(),
 	)
 	cmd.Aliases = []string{"nodes"}
 	return cmd

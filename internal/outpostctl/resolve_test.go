@@ -25,7 +25,7 @@ func TestResolveAgainstARealScheduler(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, err := scheduler.Start(ctx, scheduler.Config{GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0", Controllers: []string{env.Addr},
-		Token: env.NewToken(t, "", outpostv1.Role_ROLE_NODE), DefaultLatitude: 48.85, DefaultLongitude: 2.35,
+		JoinToken: env.SchedulerJoinToken(t), DefaultLatitude: 48.85, DefaultLongitude: 2.35,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)

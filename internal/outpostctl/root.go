@@ -29,6 +29,7 @@ import (
 const (
 	envController = "OUTPOST_CONTROLLER"
 	envToken      = "OUTPOST_TOKEN"
+	envTLSCA      = "OUTPOST_TLS_CA"
 )
 
 const (
@@ -84,6 +85,7 @@ type globalFlags struct {
 	output        choiceValue
 	timeout       time.Duration
 	tls           bool
+	plaintext     bool
 	tlsCA         string
 	tlsServerName string
 }
@@ -133,9 +135,10 @@ Exit status: 0 on success, 1 when a request fails, 2 on a usage mistake.`,
 	pf.StringVar(&a.flags.token, "token", "", "bearer token (env "+envToken+")")
 	pf.VarP(&a.flags.output, "output", "o", "output format: table or json")
 	pf.DurationVar(&a.flags.timeout, "timeout", defaultTimeout, "time limit of each request to the controller")
-	pf.BoolVar(&a.flags.tls, "tls", false, "connect with TLS, trusting the system's root CAs")
-	pf.StringVar(&a.flags.tlsCA, "tls-ca", "", "connect with TLS, trusting the CA certificates in this PEM `FILE` (implies --tls)")
-	pf.StringVar(&a.flags.tlsServerName, "tls-server-name", "", "server `NAME` to verify the controller's certificate against (implies --tls)")
+	pf.BoolVar(&a.flags.tls, "tls", false, "connect with TLS (the default), trusting the system's root CAs unless --tls-ca is given")
+	pf.StringVar(&a.flags.tlsCA, "tls-ca", "", "trust the CA certificates in this PEM `FILE` for the controller, such as the cluster CA from 'outpostctl pki ca' (env "+envTLSCA+")")
+	pf.StringVar(&a.flags.tlsServerName, "tls-server-name", "", "server `NAME` to verify the controller's certificate against")
+	pf.BoolVar(&a.flags.plaintext, "plaintext", false, "connect without TLS (the controller serves only TLS: for a TLS-terminating proxy on loopback)")
 	_ = root.RegisterFlagCompletionFunc("output", fixedCompletion(a.flags.output.choices...))
 	_ = root.MarkPersistentFlagFilename("tls-ca", "pem", "crt")
 
@@ -154,6 +157,7 @@ Exit status: 0 on success, 1 when a request fails, 2 on a usage mistake.`,
 		a.newTokenCommand(),
 		a.newWhoAmICommand(),
 		a.newResolveCommand(),
+		a.newPKICommand(),
 	)
 	return root
 }
@@ -169,6 +173,12 @@ func (a *app) setup(cmd *cobra.Command, _ []string) error {
 	}
 	if !flags.Changed("token") {
 		a.flags.token = a.getenv(envToken)
+	}
+	if !flags.Changed("tls-ca") && !a.flags.plaintext {
+		a.flags.tlsCA = strings.TrimSpace(a.getenv(envTLSCA))
+	}
+	if a.flags.plaintext && (a.flags.tls || a.flags.tlsCA != "" || a.flags.tlsServerName != "") {
+		return usageErrorf("--plaintext excludes --tls, --tls-ca and --tls-server-name")
 	}
 	// Forgive a token pasted with its header scheme or read from a file
 	// with its trailing newline.

@@ -174,7 +174,7 @@ func TestLocalErrors(t *testing.T) {
 	env := map[string]string{envController: closedAddr(t), envToken: "secret"}
 
 	r := runCLI(t, env, "--tls-ca", filepath.Join(dir, "missing.pem"), "domain", "list")
-	wantFail(t, r, exitError, "Error: cannot read --tls-ca: open ")
+	wantFail(t, r, exitError, "Error: cannot read --tls-ca (or OUTPOST_TLS_CA): open ")
 
 	notPEM := filepath.Join(dir, "ca.txt")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {

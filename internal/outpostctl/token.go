@@ -15,9 +15,10 @@ func (a *app) newTokenCommand() *cobra.Command {
   admin      reads and writes one account's domains and certificates
   read-only  reads one account's domains and certificates
   operator   manages accounts, tokens and nodes of the whole cluster
-  node       an edge node or scheduler reading the config stream
-An account admin may create and revoke its own account's tokens; operator and
-node tokens need an operator token.`,
+An account admin may create and revoke its own account's tokens; operator
+tokens need an operator token. Edge nodes and schedulers do not use tokens:
+they join with one-time join tokens ('node join-token create') and then
+authenticate with certificates.`,
 		a.newTokenCreateCommand(),
 		a.newTokenListCommand(),
 		a.newTokenRevokeCommand(),
@@ -33,10 +34,11 @@ func (a *app) newTokenCreateCommand() *cobra.Command {
 		Use:   "create --role ROLE [--account ID] [--description TEXT]",
 		Short: "Create a token and print its secret once",
 		Long: `Create a token. admin and read-only tokens belong to an account (--account;
-an account admin's own account when left out); operator and node tokens belong
-to none. The secret is printed once and cannot be read again.`,
+an account admin's own account when left out); operator tokens belong to
+none. The secret is printed once and cannot be read again. For edge nodes and
+schedulers, use 'node join-token create'.`,
 		Example: `  outpostctl token create --account acme --role admin --description "CI deploys"
-  outpostctl token create --role node --description edge-fra-1
+  outpostctl token create --role operator --description "ops team"
   secret=$(outpostctl token create --role read-only -o json | jq -r .secret)`,
 		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,7 +79,7 @@ func (a *app) newTokenListCommand() *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List tokens (never their secrets)",
 		Long: `List token descriptions. Without --account: your own account's tokens, or
-for an operator the operator and node tokens.`,
+for an operator the operator tokens.`,
 		Example: "  outpostctl token list\n  outpostctl token list --account acme",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {

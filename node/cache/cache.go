@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/maypok86/otter/v2"
@@ -36,6 +37,23 @@ type Entry struct {
 	// varies marks the placeholder kept under a base key whose responses
 	// Vary on Accept-Encoding: the real entries are under variant keys.
 	varies bool
+	// memo holds what Memo derived from the entry.
+	memo atomic.Pointer[any]
+}
+
+// Memo returns a value derived from the entry, calling derive on first use
+// and keeping its result with the entry (the node keeps the entry's
+// prepared HTTP/1.1 response head there). Entries are immutable, so the
+// value never goes stale; derive must be a pure function of the entry,
+// since concurrent first uses may each call it, and one result is kept.
+// The memoised value is not counted in the entry's weight.
+func (e *Entry) Memo(derive func(*Entry) any) any {
+	if p := e.memo.Load(); p != nil {
+		return *p
+	}
+	v := derive(e)
+	e.memo.Store(&v)
+	return v
 }
 
 // Age is the entry's current age.
@@ -190,9 +208,15 @@ func (c *Cache) MaxObjectBytes() int64 { return c.cfg.MaxObjectBytes }
 // Lookup returns the entry for a request's base key (following a Vary on
 // Accept-Encoding to the request's variant), or nil.
 func (c *Cache) Lookup(base string, r *http.Request) *Entry {
+	return c.LookupEncoding(base, r.Header.Get("Accept-Encoding"))
+}
+
+// LookupEncoding is Lookup for a request whose Accept-Encoding header has
+// the value acceptEncoding ("" when it has none).
+func (c *Cache) LookupEncoding(base, acceptEncoding string) *Entry {
 	e := c.get(base)
 	if e != nil && e.varies {
-		e = c.get(VariantKey(base, r))
+		e = c.get(variantKey(base, acceptEncoding))
 	}
 	return e
 }

@@ -21,7 +21,11 @@ func BaseKey(host, escapedPath, rawQuery string, ignoreQuery bool) string {
 // VariantKey adds the normalised Accept-Encoding to a base key for
 // responses that Vary on it.
 func VariantKey(base string, r *http.Request) string {
-	return base + "\x00ae=" + NormalizeAcceptEncoding(r.Header.Get("Accept-Encoding"))
+	return variantKey(base, r.Header.Get("Accept-Encoding"))
+}
+
+func variantKey(base, acceptEncoding string) string {
+	return base + "\x00ae=" + NormalizeAcceptEncoding(acceptEncoding)
 }
 
 // NormalizeAcceptEncoding reduces Accept-Encoding to the one coding an

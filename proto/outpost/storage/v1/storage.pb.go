@@ -828,11 +828,156 @@ func (x *AcmeAccount) GetPrivateKey() *SealedSecret {
 	return nil
 }
 
+// ClusterCa is the controllers' certificate authority: it signs the member
+// certificates of edge nodes and schedulers and the controllers' serving
+// certificates. Created once, by whichever controller starts first.
+type ClusterCa struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The self-signed CA certificate, PEM.
+	CertificatePem string `protobuf:"bytes,1,opt,name=certificate_pem,json=certificatePem,proto3" json:"certificate_pem,omitempty"`
+	// The CA key, PKCS#8 ECDSA P-256 DER, sealed (associated data
+	// "cluster-ca").
+	PrivateKey    *SealedSecret `protobuf:"bytes,2,opt,name=private_key,json=privateKey,proto3" json:"private_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ClusterCa) Reset() {
+	*x = ClusterCa{}
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ClusterCa) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ClusterCa) ProtoMessage() {}
+
+func (x *ClusterCa) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ClusterCa.ProtoReflect.Descriptor instead.
+func (*ClusterCa) Descriptor() ([]byte, []int) {
+	return file_outpost_storage_v1_storage_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ClusterCa) GetCertificatePem() string {
+	if x != nil {
+		return x.CertificatePem
+	}
+	return ""
+}
+
+func (x *ClusterCa) GetPrivateKey() *SealedSecret {
+	if x != nil {
+		return x.PrivateKey
+	}
+	return nil
+}
+
+// StoredJoinToken is a one-time join token, keyed by the SHA-256 of its
+// secret. It is bound to an etcd lease that ends with it.
+type StoredJoinToken struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The only name the token joins as; empty: any.
+	Name          string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Role          v1.MemberRole          `protobuf:"varint,3,opt,name=role,proto3,enum=outpost.v1.MemberRole" json:"role,omitempty"`
+	Description   string                 `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	CreateTime    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=create_time,json=createTime,proto3" json:"create_time,omitempty"`
+	ExpireTime    *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=expire_time,json=expireTime,proto3" json:"expire_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StoredJoinToken) Reset() {
+	*x = StoredJoinToken{}
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StoredJoinToken) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StoredJoinToken) ProtoMessage() {}
+
+func (x *StoredJoinToken) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_storage_v1_storage_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StoredJoinToken.ProtoReflect.Descriptor instead.
+func (*StoredJoinToken) Descriptor() ([]byte, []int) {
+	return file_outpost_storage_v1_storage_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StoredJoinToken) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *StoredJoinToken) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *StoredJoinToken) GetRole() v1.MemberRole {
+	if x != nil {
+		return x.Role
+	}
+	return v1.MemberRole(0)
+}
+
+func (x *StoredJoinToken) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *StoredJoinToken) GetCreateTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreateTime
+	}
+	return nil
+}
+
+func (x *StoredJoinToken) GetExpireTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpireTime
+	}
+	return nil
+}
+
 var File_outpost_storage_v1_storage_proto protoreflect.FileDescriptor
 
 const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"\n" +
-	" outpost/storage/v1/storage.proto\x12\x12outpost.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17outpost/v1/config.proto\x1a\x1coutpost/v1/certificate.proto\x1a\x18outpost/v1/content.proto\x1a\x15outpost/v1/node.proto\x1a\x16outpost/v1/types.proto\"o\n" +
+	" outpost/storage/v1/storage.proto\x12\x12outpost.storage.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17outpost/v1/config.proto\x1a\x1coutpost/v1/certificate.proto\x1a\x18outpost/v1/content.proto\x1a\x15outpost/v1/node.proto\x1a\x14outpost/v1/pki.proto\x1a\x16outpost/v1/types.proto\"o\n" +
 	"\fSealedSecret\x12\x15\n" +
 	"\x06kek_id\x18\x01 \x01(\tR\x05kekId\x12(\n" +
 	"\x10wrapped_data_key\x18\x02 \x01(\fR\x0ewrappedDataKey\x12\x1e\n" +
@@ -895,7 +1040,20 @@ const file_outpost_storage_v1_storage_proto_rawDesc = "" +
 	"\x03uri\x18\x02 \x01(\tR\x03uri\x12\x14\n" +
 	"\x05email\x18\x03 \x01(\tR\x05email\x12A\n" +
 	"\vprivate_key\x18\x04 \x01(\v2 .outpost.storage.v1.SealedSecretR\n" +
-	"privateKeyBCZAgithub.com/outpost-cdn/outpost/proto/outpost/storage/v1;storagev1b\x06proto3"
+	"privateKey\"w\n" +
+	"\tClusterCa\x12'\n" +
+	"\x0fcertificate_pem\x18\x01 \x01(\tR\x0ecertificatePem\x12A\n" +
+	"\vprivate_key\x18\x02 \x01(\v2 .outpost.storage.v1.SealedSecretR\n" +
+	"privateKey\"\xfd\x01\n" +
+	"\x0fStoredJoinToken\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12*\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x16.outpost.v1.MemberRoleR\x04role\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12;\n" +
+	"\vcreate_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"createTime\x12;\n" +
+	"\vexpire_time\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expireTimeBCZAgithub.com/outpost-cdn/outpost/proto/outpost/storage/v1;storagev1b\x06proto3"
 
 var (
 	file_outpost_storage_v1_storage_proto_rawDescOnce sync.Once
@@ -909,7 +1067,7 @@ func file_outpost_storage_v1_storage_proto_rawDescGZIP() []byte {
 	return file_outpost_storage_v1_storage_proto_rawDescData
 }
 
-var file_outpost_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_outpost_storage_v1_storage_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_outpost_storage_v1_storage_proto_goTypes = []any{
 	(*SealedSecret)(nil),          // 0: outpost.storage.v1.SealedSecret
 	(*StoredCertificate)(nil),     // 1: outpost.storage.v1.StoredCertificate
@@ -924,43 +1082,50 @@ var file_outpost_storage_v1_storage_proto_goTypes = []any{
 	(*StoredGossipKeyring)(nil),   // 10: outpost.storage.v1.StoredGossipKeyring
 	(*StoredCsr)(nil),             // 11: outpost.storage.v1.StoredCsr
 	(*AcmeAccount)(nil),           // 12: outpost.storage.v1.AcmeAccount
-	(*v1.Certificate)(nil),        // 13: outpost.v1.Certificate
-	(*v1.Token)(nil),              // 14: outpost.v1.Token
-	(*v1.NodeInfo)(nil),           // 15: outpost.v1.NodeInfo
-	(*v1.Nack)(nil),               // 16: outpost.v1.Nack
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*v1.Domain)(nil),             // 18: outpost.v1.Domain
-	(*v1.Purge)(nil),              // 19: outpost.v1.Purge
-	(*v1.Prefetch)(nil),           // 20: outpost.v1.Prefetch
-	(*v1.Task)(nil),               // 21: outpost.v1.Task
-	(*v1.TaskReport)(nil),         // 22: outpost.v1.TaskReport
-	(*v1.Csr)(nil),                // 23: outpost.v1.Csr
+	(*ClusterCa)(nil),             // 13: outpost.storage.v1.ClusterCa
+	(*StoredJoinToken)(nil),       // 14: outpost.storage.v1.StoredJoinToken
+	(*v1.Certificate)(nil),        // 15: outpost.v1.Certificate
+	(*v1.Token)(nil),              // 16: outpost.v1.Token
+	(*v1.NodeInfo)(nil),           // 17: outpost.v1.NodeInfo
+	(*v1.Nack)(nil),               // 18: outpost.v1.Nack
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.Domain)(nil),             // 20: outpost.v1.Domain
+	(*v1.Purge)(nil),              // 21: outpost.v1.Purge
+	(*v1.Prefetch)(nil),           // 22: outpost.v1.Prefetch
+	(*v1.Task)(nil),               // 23: outpost.v1.Task
+	(*v1.TaskReport)(nil),         // 24: outpost.v1.TaskReport
+	(*v1.Csr)(nil),                // 25: outpost.v1.Csr
+	(v1.MemberRole)(0),            // 26: outpost.v1.MemberRole
 }
 var file_outpost_storage_v1_storage_proto_depIdxs = []int32{
-	13, // 0: outpost.storage.v1.StoredCertificate.certificate:type_name -> outpost.v1.Certificate
+	15, // 0: outpost.storage.v1.StoredCertificate.certificate:type_name -> outpost.v1.Certificate
 	0,  // 1: outpost.storage.v1.StoredCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
-	14, // 2: outpost.storage.v1.StoredToken.token:type_name -> outpost.v1.Token
-	15, // 3: outpost.storage.v1.NodeRecord.info:type_name -> outpost.v1.NodeInfo
-	16, // 4: outpost.storage.v1.NodeRecord.last_nack:type_name -> outpost.v1.Nack
-	17, // 5: outpost.storage.v1.NodeRecord.last_seen:type_name -> google.protobuf.Timestamp
-	18, // 6: outpost.storage.v1.NodeSnapshot.domains:type_name -> outpost.v1.Domain
+	16, // 2: outpost.storage.v1.StoredToken.token:type_name -> outpost.v1.Token
+	17, // 3: outpost.storage.v1.NodeRecord.info:type_name -> outpost.v1.NodeInfo
+	18, // 4: outpost.storage.v1.NodeRecord.last_nack:type_name -> outpost.v1.Nack
+	19, // 5: outpost.storage.v1.NodeRecord.last_seen:type_name -> google.protobuf.Timestamp
+	20, // 6: outpost.storage.v1.NodeSnapshot.domains:type_name -> outpost.v1.Domain
 	6,  // 7: outpost.storage.v1.NodeSnapshot.certificates:type_name -> outpost.storage.v1.NodeCertificate
-	19, // 8: outpost.storage.v1.NodeSnapshot.purges:type_name -> outpost.v1.Purge
-	20, // 9: outpost.storage.v1.NodeSnapshot.prefetches:type_name -> outpost.v1.Prefetch
+	21, // 8: outpost.storage.v1.NodeSnapshot.purges:type_name -> outpost.v1.Purge
+	22, // 9: outpost.storage.v1.NodeSnapshot.prefetches:type_name -> outpost.v1.Prefetch
 	0,  // 10: outpost.storage.v1.NodeSnapshot.gossip_keyring:type_name -> outpost.storage.v1.SealedSecret
 	0,  // 11: outpost.storage.v1.NodeCertificate.private_key:type_name -> outpost.storage.v1.SealedSecret
-	21, // 12: outpost.storage.v1.StoredTask.task:type_name -> outpost.v1.Task
-	22, // 13: outpost.storage.v1.TaskProgress.report:type_name -> outpost.v1.TaskReport
-	17, // 14: outpost.storage.v1.TaskProgress.report_time:type_name -> google.protobuf.Timestamp
+	23, // 12: outpost.storage.v1.StoredTask.task:type_name -> outpost.v1.Task
+	24, // 13: outpost.storage.v1.TaskProgress.report:type_name -> outpost.v1.TaskReport
+	19, // 14: outpost.storage.v1.TaskProgress.report_time:type_name -> google.protobuf.Timestamp
 	0,  // 15: outpost.storage.v1.StoredGossipKeyring.keys:type_name -> outpost.storage.v1.SealedSecret
-	23, // 16: outpost.storage.v1.StoredCsr.csr:type_name -> outpost.v1.Csr
+	25, // 16: outpost.storage.v1.StoredCsr.csr:type_name -> outpost.v1.Csr
 	0,  // 17: outpost.storage.v1.StoredCsr.private_key:type_name -> outpost.storage.v1.SealedSecret
 	0,  // 18: outpost.storage.v1.AcmeAccount.private_key:type_name -> outpost.storage.v1.SealedSecret
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	0,  // 19: outpost.storage.v1.ClusterCa.private_key:type_name -> outpost.storage.v1.SealedSecret
+	26, // 20: outpost.storage.v1.StoredJoinToken.role:type_name -> outpost.v1.MemberRole
+	19, // 21: outpost.storage.v1.StoredJoinToken.create_time:type_name -> google.protobuf.Timestamp
+	19, // 22: outpost.storage.v1.StoredJoinToken.expire_time:type_name -> google.protobuf.Timestamp
+	23, // [23:23] is the sub-list for method output_type
+	23, // [23:23] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_outpost_storage_v1_storage_proto_init() }
@@ -974,7 +1139,7 @@ func file_outpost_storage_v1_storage_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_storage_v1_storage_proto_rawDesc), len(file_outpost_storage_v1_storage_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
