@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"time"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/outpost-cdn/outpost/controller/store"
@@ -83,7 +84,7 @@ func (s *configService) StreamConfig(stream outpostv1.ConfigDiscoveryService_Str
 			if !ok {
 				next, _ = c.cache.Ready()
 			} else {
-				if err := stream.Send(withSeeds(snap, c.gossipSeeds(ctx, name))); err != nil {
+				if err := stream.Send(forMember(withSeeds(snap, c.gossipSeeds(ctx, name)), edge)); err != nil {
 					return err
 				}
 				pos = snap.GetRevision()
@@ -98,7 +99,7 @@ func (s *configService) StreamConfig(stream outpostv1.ConfigDiscoveryService_Str
 				continue
 			}
 			for _, ch := range changes {
-				if err := stream.Send(ch); err != nil {
+				if err := stream.Send(forMember(ch, edge)); err != nil {
 					return err
 				}
 				pos = ch.GetRevision()
@@ -204,4 +205,25 @@ func (c *Controller) markConnected(ctx context.Context, rec *nodeRecord, streamI
 	if err := c.sessions.open(ctx, name, streamID); err != nil {
 		c.log.Warn("cannot record node session", "node", name, "err", err)
 	}
+}
+
+// forMember is what a member receives of a config message: edge nodes get
+// all of it; schedulers, which route by domain and never terminate TLS,
+// get it without the certificates (private keys) and ACME challenge
+// responses, so that a scheduler host holds no key of any domain.
+func forMember(m *outpostv1.StreamConfigResponse, edge bool) *outpostv1.StreamConfigResponse {
+	if edge || len(m.GetCertificates()) == 0 && len(m.GetAcmeChallenges()) == 0 {
+		return m
+	}
+	out := &outpostv1.StreamConfigResponse{}
+	dst := out.ProtoReflect()
+	m.ProtoReflect().Range(func(fd protoreflect.FieldDescriptor, v protoreflect.Value) bool {
+		switch fd.Name() {
+		case "certificates", "acme_challenges":
+		default:
+			dst.Set(fd, v) // shared, not copied: messages are never modified once built
+		}
+		return true
+	})
+	return out
 }

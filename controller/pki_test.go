@@ -536,3 +536,68 @@ func TestPKIKeysNeverLeave(t *testing.T) {
 		t.Fatalf("the CA key is not sealed: %v", rec.GetPrivateKey())
 	}
 }
+
+// TestSchedulersGetNoPrivateKeys: a scheduler routes by domain and never
+// terminates TLS, so its config stream carries no certificate (no private
+// key) even when an edge node's does, in the snapshot and in changes.
+func TestSchedulersGetNoPrivateKeys(t *testing.T) {
+	env := controllertest.Start(t)
+	admin, _ := env.NewAccount(t, "acme")
+	c := env.Clients(t, admin)
+	ctx := ctxT(t)
+	enable := func(name string) {
+		t.Helper()
+		p := issue(t, name)
+		if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: name, Origins: []*outpostv1.Origin{ipOrigin("192.0.2.1")}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.HTTPS.EnableHttps(ctx, &outpostv1.EnableHttpsRequest{Domain: name, Source: &outpostv1.EnableHttpsRequest_Upload{Upload: &outpostv1.InlineCertificate{
+			CertificatePem: string(p.CertPEM), PrivateKeyPem: string(p.KeyPEM)}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	enable("www.example.com")
+	env.SyncConfig(t)
+	open := func(name string, role outpostv1.MemberRole) outpostv1.ConfigDiscoveryService_StreamConfigClient {
+		t.Helper()
+		stream, err := outpostv1.NewConfigDiscoveryServiceClient(env.DialMember(t, name, role)).StreamConfig(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&outpostv1.StreamConfigRequest{Kind: &outpostv1.StreamConfigRequest_Subscribe{Subscribe: &outpostv1.Subscribe{Node: &outpostv1.NodeInfo{Name: name}}}}); err != nil {
+			t.Fatal(err)
+		}
+		return stream
+	}
+	// recvDomain reads until a message brings domain name with HTTPS on
+	// and returns the certificates seen on the way.
+	recvDomain := func(stream outpostv1.ConfigDiscoveryService_StreamConfigClient, name string) (certs int) {
+		t.Helper()
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			certs += len(m.GetCertificates())
+			for _, d := range m.GetDomains() {
+				if d.GetName() == name && d.GetHttps().GetCertificateId() != "" {
+					return certs
+				}
+			}
+		}
+	}
+	edge, sched := open("edge-1", outpostv1.MemberRole_MEMBER_ROLE_NODE), open("sched-1", outpostv1.MemberRole_MEMBER_ROLE_SCHEDULER)
+	if n := recvDomain(edge, "www.example.com"); n == 0 {
+		t.Fatal("the edge node's snapshot has no certificate")
+	}
+	if n := recvDomain(sched, "www.example.com"); n != 0 {
+		t.Fatalf("the scheduler's snapshot has %d certificates", n)
+	}
+	enable("shop.example.com")
+	if n := recvDomain(edge, "shop.example.com"); n == 0 {
+		t.Fatal("the edge node's change has no certificate")
+	}
+	if n := recvDomain(sched, "shop.example.com"); n != 0 {
+		t.Fatalf("the scheduler's change has %d certificates", n)
+	}
+}
