@@ -182,8 +182,7 @@ func (n *Node) serveEdge(srv *http.Server, l *edgeListener, scheme string) {
 	n.serve(srv, hl)
 	n.wg.Add(1)
 	go func() {
-		defer n.wg.Done()
-		defer hl.Close()
+		defer n.wg.Done() // hl is closed by srv.Shutdown (Close), not here: Serve would log the early close
 		var delay time.Duration
 		for {
 			c, err := l.Accept()

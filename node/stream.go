@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
@@ -24,7 +23,7 @@ const Version = "0.1.0"
 // jitter, reset after a stream that delivered config.
 const (
 	backoffMin = 200 * time.Millisecond
-	backoffMax = 15 * time.Second
+	backoffMax = clusterpki.ReconnectMax
 )
 
 // streamer keeps one config stream open to any of the controllers, over
@@ -106,13 +105,10 @@ func (s *streamer) conn(i int) (*grpc.ClientConn, error) {
 		s.conns[i].Close()
 		s.conns[i] = nil
 	}
+	// A snapshot carries every domain, certificate and retained purge:
+	// far more than gRPC's default 4 MiB at scale.
 	conn, err := grpc.NewClient(s.n.cfg.Controllers[i],
-		grpc.WithTransportCredentials(s.id.Credentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-		// A snapshot carries every domain, certificate and retained
-		// purge: far more than gRPC's default 4 MiB at scale.
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxConfigMessage)),
-	)
+		append(clusterpki.StreamDialOptions(maxConfigMessage), grpc.WithTransportCredentials(s.id.Credentials()))...)
 	if err != nil {
 		return nil, err
 	}

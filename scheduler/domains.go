@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/outpost-cdn/outpost/internal/clusterpki"
 	"github.com/outpost-cdn/outpost/internal/names"
@@ -130,10 +129,7 @@ func (s *domainStream) conn(i int) (*grpc.ClientConn, error) {
 		s.conns[i] = nil
 	}
 	conn, err := grpc.NewClient(s.controllers[i],
-		grpc.WithTransportCredentials(s.id.Credentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 15 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(512<<20)),
-	)
+		append(clusterpki.StreamDialOptions(512<<20), grpc.WithTransportCredentials(s.id.Credentials()))...)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +185,7 @@ func (s *domainStream) run(ctx context.Context, onErr func(error)) {
 			return
 		case <-time.After(time.Duration(rand.Int64N(int64(backoff))) + 100*time.Millisecond):
 		}
-		backoff = min(backoff*2, 15*time.Second)
+		backoff = min(backoff*2, clusterpki.ReconnectMax)
 	}
 }
 
