@@ -227,7 +227,6 @@ func (n *Node) serveFastConn(ec *edgeConn, hl *handoffListener, scheme string) {
 		}
 	}()
 	buf := make([]byte, 0, fastReadBuffer)
-	var out []byte
 	for !n.fast.closing.Load() {
 		_ = ec.SetReadDeadline(time.Now().Add(idleTimeout))
 		m, err := ec.Read(buf[:cap(buf)])
@@ -240,7 +239,7 @@ func (n *Node) serveFastConn(ec *edgeConn, hl *handoffListener, scheme string) {
 			hn := req.parse(buf)
 			served := false
 			if hn > 0 {
-				out, served, err = n.serveFast(ec, &req, scheme, out[:0])
+				served, err = n.serveFast(ec, &req, scheme)
 				if err != nil {
 					return
 				}
@@ -254,9 +253,6 @@ func (n *Node) serveFastConn(ec *edgeConn, hl *handoffListener, scheme string) {
 				return
 			}
 			buf = buf[:copy(buf, buf[hn:])]
-		}
-		if cap(out) > 4*fastWriteChunk {
-			out = nil // do not keep a large buffer on an idle connection
 		}
 	}
 }
@@ -438,11 +434,14 @@ func trimOWS(b []byte) []byte {
 	return b
 }
 
+// writeBufs holds the buffers responses are assembled in, so that idle
+// connections hold none.
+var writeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2*fastReadBuffer); return &b }}
+
 // serveFast answers r from the cache if it is a hit serveHTTP would answer
-// the same way, appending the response to out and writing it. served is
-// false when the request must go to net/http; err is a write error (the
-// connection is done).
-func (n *Node) serveFast(ec *edgeConn, r *fastRequest, scheme string, out []byte) (_ []byte, served bool, err error) {
+// the same way, and writes the response. served is false when the request
+// must go to net/http; err is a write error (the connection is done).
+func (n *Node) serveFast(ec *edgeConn, r *fastRequest, scheme string) (served bool, err error) {
 	st := n.state.Load()
 	hostPort := string(r.host)
 	host := hostPort
@@ -452,37 +451,38 @@ func (n *Node) serveFast(ec *edgeConn, r *fastRequest, scheme string, out []byte
 	host = names.Normalize(host)
 	s := st.lookup(host)
 	if s == nil {
-		return out, false, nil
+		return false, nil
 	}
 	secure := ec.tlsConn != nil
 	if secure && st.lookup(names.Normalize(ec.state.ServerName)) != s {
-		return out, false, nil
+		return false, nil
 	}
 	if redirect := s.domain.GetHttps().GetRedirect(); !secure && redirect == outpostv1.RedirectPolicy_REDIRECT_POLICY_HTTPS ||
 		secure && redirect == outpostv1.RedirectPolicy_REDIRECT_POLICY_HTTP ||
 		s.domain.GetBusinessType() == outpostv1.BusinessType_BUSINESS_TYPE_DOWNLOAD {
-		return out, false, nil
+		return false, nil
 	}
 	base := cache.BaseKey(host, string(r.path), string(r.query), s.domain.GetCache().GetIgnoreQuery())
 	e := n.cache.LookupEncoding(base, string(r.acceptEncoding))
 	now := n.cache.Now()
 	if e == nil || e.Status != http.StatusOK || !e.IsFresh(now) {
-		return out, false, nil
+		return false, nil
 	}
 	ph := e.Memo(n.prepareHead).(*preparedHead)
 	if ph.via != n.via || ph.head == nil {
-		return out, false, nil
+		return false, nil
 	}
 	k := int(ec.requests.Load())
 	if ec.framing.Verdict(k) != "" {
-		return out, false, nil // net/http refuses it
+		return false, nil // net/http refuses it
 	}
 	ec.requests.Add(1)
 
 	n.inFlight.Add(1)
 	defer n.inFlight.Add(-1)
 	start := time.Now()
-	out = append(out, ph.head...)
+	bp := writeBufs.Get().(*[]byte)
+	out := append((*bp)[:0], ph.head...)
 	out = append(out, "Age: "...)
 	out = strconv.AppendInt(out, int64(e.Age(now)/time.Second), 10)
 	out = append(out, "\r\nX-Cache: HIT\r\n"...)
@@ -502,11 +502,15 @@ func (n *Node) serveFast(ec *edgeConn, r *fastRequest, scheme string, out []byte
 	chunk := min(len(body), fastWriteChunk)
 	out = append(out, body[:chunk]...)
 	_, err = ec.Write(out)
+	if cap(out) <= fastWriteChunk+2*fastReadBuffer {
+		*bp = out[:0]
+		writeBufs.Put(bp)
+	}
 	if err == nil && chunk < len(body) {
 		_, err = ec.Write(body[chunk:])
 	}
 	if err != nil {
-		return out, true, err
+		return true, err
 	}
 
 	domain := s.domain.GetName()
@@ -524,7 +528,7 @@ func (n *Node) serveFast(ec *edgeConn, r *fastRequest, scheme string, out []byte
 			"host", hostPort, "path", string(r.path), "status", http.StatusOK, "bytes", len(body),
 			"duration", time.Since(start).Round(time.Microsecond), "client", ec.RemoteAddr().String(), "proto", "HTTP/1.1")
 	}
-	return out, true, nil
+	return true, nil
 }
 
 // preparedHead is an entry's HTTP/1.1 response head without the headers
