@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs on a fresh Debian machine: Debian packages
-# (nginx as a real origin, openssl) and the Go modules. Idempotent and quiet
-# when everything is there already.
+# (nginx as a real origin, openssl; iptables for the fault tests where Docker
+# is installed) and the Go modules. Idempotent and quiet when everything is
+# there already.
 set -euo pipefail
 need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+# The fault tests (make test-e2e, where Docker works) cut networks with
+# iptables run in containers' network namespaces (nsenter, from util-linux).
+if command -v docker >/dev/null 2>&1; then
+  command -v iptables >/dev/null 2>&1 || need+=(iptables)
+  command -v nsenter >/dev/null 2>&1 || need+=(util-linux)
+fi
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "deps: missing ${need[*]}; install them (apt-get install ${need[*]}) or run as root" >&2

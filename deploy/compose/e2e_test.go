@@ -1,14 +1,16 @@
 //go:build e2e
 
-// Package compose holds the end-to-end test of the Docker topology in
-// docker-compose.yml. It needs Docker and the images from `make images`, so
-// it runs only with the e2e build tag: `make test-e2e`.
+// Package compose holds the end-to-end and fault tests of the Docker
+// topology in docker-compose.yml (docs/deployment.md). They need Docker,
+// root (faults are iptables rules in containers' network namespaces) and
+// the images from deploy/images/build.sh, so they run only with the e2e
+// build tag: `make test-e2e`. TestMain brings one topology up for all of
+// them and tears it down at the end.
 package compose
 
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -21,6 +23,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
 
 const (
@@ -28,29 +32,17 @@ const (
 	cname  = "www.demo.test.cdn.outpost.test."
 )
 
-func run(t *testing.T, name string, args ...string) string {
+// resolve asks scheduler-1 for the CNAME's A records as seen from subnet.
+func resolve(t testing.TB, subnet string) ([]string, error) {
 	t.Helper()
-	cmd := exec.Command(name, args...)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return resolveAt("127.0.0.1:"+topo.dnsPort, subnet)
 }
 
-func portEnv(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
-// resolve asks the scheduler for the CNAME's A records as seen from subnet.
-func resolve(t *testing.T, subnet string) ([]string, error) {
-	t.Helper()
+// resolveAt asks the scheduler DNS server at server.
+func resolveAt(server, subnet string) ([]string, error) {
 	_, ipnet, err := net.ParseCIDR(subnet)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(cname, dns.TypeA)
@@ -60,7 +52,7 @@ func resolve(t *testing.T, subnet string) ([]string, error) {
 	o.Option = append(o.Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: uint8(ones), Address: ipnet.IP.To4()})
 	m.Extra = append(m.Extra, o)
 	c := &dns.Client{Timeout: 3 * time.Second}
-	r, _, err := c.Exchange(m, "127.0.0.1:"+portEnv("OUTPOST_DNS_PORT", "7053"))
+	r, _, err := c.Exchange(m, server)
 	if err != nil {
 		return nil, err
 	}
@@ -77,42 +69,46 @@ func resolve(t *testing.T, subnet string) ([]string, error) {
 	return ips, nil
 }
 
-func waitFor(t *testing.T, what string, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(500 * time.Millisecond)
+// TestMain brings the topology up once (down.sh first, for a fresh one,
+// unless KEEP_UP=1 asks to reuse what a previous KEEP_UP=1 run left), runs
+// the tests, and tears it down unless KEEP_UP=1.
+func TestMain(m *testing.M) {
+	if err := exec.Command("docker", "info").Run(); err != nil {
+		fmt.Println("e2e: Docker is not available (docker info failed): skipping the e2e and fault tests")
+		os.Exit(0)
 	}
+	keep := os.Getenv("KEEP_UP") != ""
+	fmt.Printf("e2e: compose project %s, images tag %s, networks %s.x.0/24, state directory %s\n", topo.project, topo.tag, topo.net, topo.state)
+	start := time.Now()
+	if !keep {
+		if out, err := command(5*time.Minute, "./down.sh"); err != nil {
+			fmt.Println(out, err)
+		}
+	}
+	out, err := command(10*time.Minute, "./up.sh")
+	fmt.Print(out)
+	code := 1
+	if err != nil {
+		fmt.Println("e2e: up.sh:", err)
+	} else {
+		fmt.Printf("e2e: topology up in %.0f s\n", time.Since(start).Seconds())
+		code = m.Run()
+	}
+	if !keep {
+		if out, err := command(5*time.Minute, "./down.sh"); err != nil {
+			fmt.Println("e2e: down.sh:", err, out)
+			code = 1
+		}
+	}
+	fmt.Printf("e2e: total %.0f s\n", time.Since(start).Seconds())
+	os.Exit(code)
 }
 
 func TestComposeTopology(t *testing.T) {
-	if _, err := exec.LookPath("docker"); err != nil {
-		t.Skip("docker not found")
-	}
-	t.Cleanup(func() {
-		if os.Getenv("KEEP_UP") != "" {
-			return
-		}
-		out, err := exec.Command("./down.sh").CombinedOutput()
-		if err != nil {
-			t.Errorf("down.sh: %v\n%s", err, out)
-		}
-	})
-	t.Log(run(t, "./up.sh"))
+	ensureUp(t)
 
 	// Every published edge serves the demo domain from the origin container.
-	for region, port := range map[string]string{
-		"eu": portEnv("OUTPOST_EU_HTTP_PORT", "8081"),
-		"us": portEnv("OUTPOST_US_HTTP_PORT", "8082"),
-		"ap": portEnv("OUTPOST_AP_HTTP_PORT", "8083"),
-	} {
+	for region, port := range topo.httpPorts {
 		req, _ := http.NewRequestWithContext(context.Background(), "GET", "http://127.0.0.1:"+port+"/e2e", nil)
 		req.Host = domain
 		resp, err := http.DefaultClient.Do(req)
@@ -130,15 +126,8 @@ func TestComposeTopology(t *testing.T) {
 	}
 
 	// HTTPS with the self-signed certificate up.sh made, through edge-us-1.
-	pem, err := os.ReadFile(".state/demo.crt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		t.Fatal("no certificate in .state/demo.crt")
-	}
-	httpsPort := portEnv("OUTPOST_US_HTTPS_PORT", "8442")
+	roots := certPool(t, "demo.crt")
+	httpsPort := topo.httpsPorts["us"]
 	tlsClient := &http.Client{Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: roots, ServerName: domain},
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
@@ -157,12 +146,12 @@ func TestComposeTopology(t *testing.T) {
 
 	// The scheduler answers each region's clients with that region's nodes.
 	want := map[string][]string{
-		"192.0.2.0/24":    {"10.88.1.11", "10.88.1.12"},
-		"198.51.100.0/24": {"10.88.2.11", "10.88.2.12"},
-		"203.0.113.0/24":  {"10.88.3.11", "10.88.3.12"},
+		"192.0.2.0/24":    {topo.ip("1.11"), topo.ip("1.12")},
+		"198.51.100.0/24": {topo.ip("2.11"), topo.ip("2.12")},
+		"203.0.113.0/24":  {topo.ip("3.11"), topo.ip("3.12")},
 	}
 	for subnet, ips := range want {
-		waitFor(t, "DNS for "+subnet, 30*time.Second, func() error {
+		waitFor(t, "DNS for "+subnet, 30*time.Second, 500*time.Millisecond, func() error {
 			got, err := resolve(t, subnet)
 			if err != nil {
 				return err
@@ -174,32 +163,53 @@ func TestComposeTopology(t *testing.T) {
 		})
 	}
 
-	// A stopped edge leaves the answers once gossip notices.
-	// The container's name differs between Compose v1 and v2; its labels do not.
-	id := strings.TrimSpace(run(t, "docker", "ps", "-aq",
-		"--filter", "label=com.docker.compose.project=outpost",
-		"--filter", "label=com.docker.compose.service=edge-us-1"))
-	if id == "" || strings.Contains(id, "\n") {
-		t.Fatalf("edge-us-1 container: %q", id)
+	// Every edge node and scheduler joined with its own name-bound join
+	// token: one certificate each.
+	op := operator(t)
+	for _, m := range slices.Concat(edges, schedulers) {
+		if got := op.memberCerts(t, m); len(got) != 1 {
+			t.Fatalf("%s has certificates %v, want one", m, got)
+		}
 	}
-	run(t, "docker", "stop", id)
-	waitFor(t, "edge-us-1 out of DNS", 60*time.Second, func() error {
+	certsBefore := op.memberCerts(t, "edge-us-1")
+
+	// A stopped edge leaves the answers once gossip notices.
+	docker(t, "stop", "edge-us-1")
+	t.Cleanup(func() { compose("start", "edge-us-1") })
+	waitFor(t, "edge-us-1 out of DNS", 60*time.Second, 500*time.Millisecond, func() error {
 		got, err := resolve(t, "198.51.100.0/24")
 		if err != nil {
 			return err
 		}
-		if slices.Contains(got, "10.88.2.11") {
+		if slices.Contains(got, topo.ip("2.11")) {
 			return fmt.Errorf("still answered: %v", got)
 		}
 		return nil
 	})
-	run(t, "docker", "start", id)
-	waitFor(t, "edge-us-1 back in DNS", 60*time.Second, func() error {
+	waitFor(t, "edge-us-1 disconnected", 30*time.Second, 500*time.Millisecond, func() error {
+		if h, err := op.nodeHealth("edge-us-1"); err != nil || h == outpostv1.NodeHealth_NODE_HEALTH_CONNECTED {
+			return fmt.Errorf("health %s (%v)", h, err)
+		}
+		return nil
+	})
+	docker(t, "start", "edge-us-1")
+	// Its join token is used up: it reconnects over mutual TLS with the
+	// certificate kept in its volume, and no new one is issued.
+	waitFor(t, "edge-us-1 connected again", 60*time.Second, 500*time.Millisecond, func() error {
+		if h, err := op.nodeHealth("edge-us-1"); err != nil || h != outpostv1.NodeHealth_NODE_HEALTH_CONNECTED {
+			return fmt.Errorf("health %s (%v)", h, err)
+		}
+		return nil
+	})
+	if got := op.memberCerts(t, "edge-us-1"); !slices.Equal(got, certsBefore) {
+		t.Fatalf("edge-us-1 certificates %v after the restart, want %v", got, certsBefore)
+	}
+	waitFor(t, "edge-us-1 back in DNS", 60*time.Second, 500*time.Millisecond, func() error {
 		got, err := resolve(t, "198.51.100.0/24")
 		if err != nil {
 			return err
 		}
-		if !slices.Contains(got, "10.88.2.11") {
+		if !slices.Contains(got, topo.ip("2.11")) {
 			return fmt.Errorf("not answered yet: %v", got)
 		}
 		return nil

@@ -1,38 +1,50 @@
 #!/usr/bin/env bash
-# Generate the secrets of the compose topology into deploy/compose/.state/
-# (gitignored), once: the controllers' keyring, the bootstrap operator token,
+# Generate the secrets of the compose topology into its state directory,
+# OUTPOST_STATE_DIR (default deploy/compose/.state/; gitignored, as is
+# .state-*/), once: the controllers' keyring, the bootstrap operator token,
 # the gossip keyring of the nodes and schedulers, and etcd's TLS
 # certificates (made with openssl; see "etcd TLS" below). An existing file is
-# kept, so running it again changes nothing. node.env starts empty; up.sh
-# fills in the node token once the controllers answer.
+# kept, so running it again changes nothing. It also makes <state>/pki/, where
+# the controllers write the cluster CA certificate (-ca-cert-out), and an
+# empty env file per edge node and scheduler, <state>/members/<service>.env
+# (every one docker-compose.yml names), into which up.sh writes the member's
+# join token once the controllers answer. OUTPOST_NET_PREFIX (default 10.88)
+# is the first two octets of the networks, for the etcd members' addresses
+# in their certificates.
 set -euo pipefail
 cd "$(dirname "$0")"
 umask 077
-mkdir -p .state
-if [ ! -s .state/keyring ]; then
-  printf 'k1:%s\n' "$(head -c32 /dev/urandom | base64)" > .state/keyring
-  echo "wrote .state/keyring"
+state=${OUTPOST_STATE_DIR:-./.state}
+net=${OUTPOST_NET_PREFIX:-10.88}
+mkdir -p "$state"
+if [ ! -s "$state/keyring" ]; then
+  printf 'k1:%s\n' "$(head -c32 /dev/urandom | base64)" > "$state/keyring"
+  echo "wrote $state/keyring"
 fi
-if [ ! -s .state/bootstrap.token ]; then
-  head -c32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_' > .state/bootstrap.token
-  echo "wrote .state/bootstrap.token"
+if [ ! -s "$state/bootstrap.token" ]; then
+  head -c32 /dev/urandom | base64 | tr -d '\n=' | tr '+/' '-_' > "$state/bootstrap.token"
+  echo "wrote $state/bootstrap.token"
 fi
-if [ ! -s .state/gossip.keys ]; then
-  head -c32 /dev/urandom | base64 > .state/gossip.keys
-  echo "wrote .state/gossip.keys"
+if [ ! -s "$state/gossip.keys" ]; then
+  head -c32 /dev/urandom | base64 > "$state/gossip.keys"
+  echo "wrote $state/gossip.keys"
 fi
-[ -e .state/node.env ] || : > .state/node.env
+mkdir -p "$state/pki" "$state/members"
+members=$(grep -o '/members/[A-Za-z0-9._-]*\.env' docker-compose.yml | sort -u | sed "s,^,$state,")
+for f in $members; do [ -e "$f" ] || : > "$f"; done
 
 # etcd TLS (docs/operations.md#etcd-tls). Two CAs, whose keys stay in
-# .state/etcd/ca/ and are never mounted into a container:
+# <state>/etcd/ca/ and are never mounted into a container:
 #   ca       signs the members' server certificates (client port 2379) and
 #            the controllers' client certificate (--client-cert-auth);
 #   peer-ca  signs the members' peer certificates (port 2380), so that a
 #            client certificate cannot join the cluster as a member.
-# Each container mounts one directory: .state/etcd/etcd-N/ (ca.crt,
-# peer-ca.crt, server.{crt,key}, peer.{crt,key}) or .state/etcd/controller/
-# (ca.crt, client.{crt,key}). Keys are ECDSA P-256; leaves last 825 days.
-pki=.state/etcd
+# Each container mounts one directory: <state>/etcd/etcd-N/ (ca.crt,
+# peer-ca.crt, server.{crt,key}, peer.{crt,key}) or <state>/etcd/controller/
+# (ca.crt, client.{crt,key}); <state>/etcd/operator/ holds the same files
+# for etcd clients outside the containers (backups, the fault tests). Keys
+# are ECDSA P-256; leaves last 825 days.
+pki=$state/etcd
 newkey() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
 newca() { # name, common name
   [ -s "$pki/ca/$1.crt" ] && return
@@ -62,7 +74,16 @@ mkdir -p "$pki/ca"
 newca ca "etcd CA"
 newca peer-ca "etcd peer CA"
 for n in 1 2 3; do
-  ip=10.88.0.1$n
+  ip=$net.0.1$n
+  # Certificates made for other addresses (another OUTPOST_NET_PREFIX with
+  # the same state directory) are made again from the same CAs.
+  for f in server peer; do
+    if [ -s "$pki/etcd-$n/$f.crt" ] &&
+      ! openssl x509 -in "$pki/etcd-$n/$f.crt" -noout -ext subjectAltName 2>/dev/null | grep -Eq "IP Address:${ip//./\\.}(,|\$)"; then
+      echo "$pki/etcd-$n/$f.crt does not name $ip: making it again"
+      rm -f "$pki/etcd-$n/$f.crt" "$pki/etcd-$n/$f.key"
+    fi
+  done
   issue ca etcd-$n server etcd-$n serverAuth "DNS:etcd-$n,DNS:localhost,IP:$ip,IP:127.0.0.1"
   issue peer-ca etcd-$n peer etcd-$n serverAuth,clientAuth "DNS:etcd-$n,IP:$ip"
 done
@@ -70,4 +91,4 @@ issue ca controller client outpost-controller clientAuth ""
 issue ca operator client etcd-operator clientAuth ""   # backups: docs/operations.md
 # The containers run as root and read these through read-only bind mounts;
 # the controller refuses a keyring readable by group or others.
-chmod 600 .state/keyring .state/bootstrap.token .state/gossip.keys .state/node.env
+chmod 600 "$state/keyring" "$state/bootstrap.token" "$state/gossip.keys" $members

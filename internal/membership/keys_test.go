@@ -77,6 +77,7 @@ func TestKeyRotationWithoutFlaps(t *testing.T) {
 				// A slow probe answer on a busy test machine is not a
 				// flap caused by the keys.
 				c.ProbeTimeout = 500 * time.Millisecond
+				c.ProbeInterval = time.Second // room for the indirect probes after the timeout
 				// With the local config's RetransmitMult of 2, news of
 				// a fourth member reaches only two others for sure;
 				// the rest hear of it at the next push/pull, 15s on.
