@@ -83,13 +83,13 @@ lint-go:
 BENCHFLAGS ?=
 
 .PHONY: bench
-bench: ## Run the benchmark suite beside nginx (under 20 min) and write docs/benchmarks.md
+bench: deps ## Run the benchmark suite beside nginx (under 20 min) and write docs/benchmarks.md
 	@mkdir -p $(BIN)
 	$(GO) build -o $(BIN)/outpost-bench ./cmd/outpost-bench
 	$(BIN)/outpost-bench $(BENCHFLAGS)
 
 .PHONY: bench-all
-bench-all: ## Run every Go benchmark once, with no report (go test -bench .)
+bench-all: deps ## Run every Go benchmark once, with no report (go test -bench .)
 	$(GO) test -run '^$$' -bench . -benchmem ./...
 
 .PHONY: clean
