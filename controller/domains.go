@@ -50,7 +50,7 @@ func (s *domainService) CreateDomain(ctx context.Context, req *outpostv1.CreateD
 	} else if exists {
 		return nil, apierr.AlreadyExists(apierr.ReasonDomainAlreadyExist, "domain %s has already been added to Outpost", name).With("domain", name)
 	}
-	count, err := t.Count(ctx, store.AccountDomainsPrefix(p.Account))
+	count, err := t.CountGuarded(ctx, store.AccountDomainsPrefix(p.Account), store.AccountDomainsGuardKey(p.Account))
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +75,7 @@ func (s *domainService) CreateDomain(ctx context.Context, req *outpostv1.CreateD
 	}
 	t.Put(store.DomainKey(name), d)
 	t.PutRaw(store.AccountDomainKey(p.Account, name), "")
+	t.Bump(store.AccountDomainsGuardKey(p.Account))
 	rev, err := t.Commit(ctx)
 	if err != nil {
 		return nil, err
@@ -143,6 +144,7 @@ func (s *domainService) DeleteDomain(ctx context.Context, req *outpostv1.DeleteD
 	}
 	t.Delete(store.DomainKey(d.GetName()))
 	t.Delete(store.AccountDomainKey(d.GetAccount(), d.GetName()))
+	t.Bump(store.AccountDomainsGuardKey(d.GetAccount()))
 	// The bucket-events secret goes with the domain: a domain added again
 	// later starts without automatic cache update.
 	t.Delete(store.AutoRefreshKey(d.GetName()))

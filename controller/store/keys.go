@@ -12,28 +12,29 @@ const ConfigPrefix = Prefix + "config/"
 
 // Key prefixes. Values are protojson of the message named beside each.
 const (
-	accountsPrefix       = Prefix + "accounts/"              // <id> → outpost.v1.Account
-	tokensPrefix         = Prefix + "tokens/"                // <sha256(secret) hex> → storage.v1.StoredToken
-	tokenIDsPrefix       = Prefix + "token-ids/"             // <token id> → sha256 hex of its secret
-	domainsPrefix        = ConfigPrefix + "domains/"         // <name> → outpost.v1.Domain
-	certsPrefix          = ConfigPrefix + "certs/"           // <id> → storage.v1.StoredCertificate
-	accountDomainsPrefix = Prefix + "index/account-domains/" // <account>/<name> → ""
-	accountCertsPrefix   = Prefix + "index/account-certs/"   // <account>/<id> → ""
-	certDomainsPrefix    = Prefix + "index/cert-domains/"    // <cert id>/<domain> → ""
-	nodesPrefix          = Prefix + "nodes/"                 // <name> → storage.v1.NodeRecord
-	nodeStatePrefix      = ConfigPrefix + "node-state/"      // <name> → storage.v1.NodeState
-	nodeSessionsPrefix   = Prefix + "node-sessions/"         // <name> → ID of the stream, bound to its controller's lease
-	tasksPrefix          = Prefix + "tasks/"                 // <task id> → storage.v1.StoredTask
-	accountTasksPrefix   = Prefix + "index/account-tasks/"   // <account>/<task id> → ""
-	taskProgressPrefix   = Prefix + "task-progress/"         // <task id>/<node> → storage.v1.TaskProgress
-	quotaUsagePrefix     = Prefix + "quota-usage/"           // <account>/<YYYY-MM-DD> → storage.v1.ContentQuotaUsage
-	purgesPrefix         = ConfigPrefix + "purges/"          // <task id> → outpost.v1.Purge
-	prefetchesPrefix     = ConfigPrefix + "prefetches/"      // <task id> → outpost.v1.Prefetch
-	purgeFloorKey        = ConfigPrefix + "purge-floor"      // raw decimal revision, only ever raised
-	autoRefreshPrefix    = Prefix + "auto-refresh/"          // <domain> → sha256 hex of its bucket-events secret
-	gossipKeyringKey     = ConfigPrefix + "gossip-keyring"   // storage.v1.StoredGossipKeyring
-	csrsPrefix           = Prefix + "csrs/"                  // <csr id> → storage.v1.StoredCsr
-	accountCsrsPrefix    = Prefix + "index/account-csrs/"    // <account>/<csr id> → ""
+	accountsPrefix       = Prefix + "accounts/"                    // <id> → outpost.v1.Account
+	tokensPrefix         = Prefix + "tokens/"                      // <sha256(secret) hex> → storage.v1.StoredToken
+	tokenIDsPrefix       = Prefix + "token-ids/"                   // <token id> → sha256 hex of its secret
+	domainsPrefix        = ConfigPrefix + "domains/"               // <name> → outpost.v1.Domain
+	certsPrefix          = ConfigPrefix + "certs/"                 // <id> → storage.v1.StoredCertificate
+	accountDomainsPrefix = Prefix + "index/account-domains/"       // <account>/<name> → ""
+	accountDomainsGuard  = Prefix + "index/account-domains-guard/" // <account> → "", rewritten by every change to the index
+	accountCertsPrefix   = Prefix + "index/account-certs/"         // <account>/<id> → ""
+	certDomainsPrefix    = Prefix + "index/cert-domains/"          // <cert id>/<domain> → ""
+	nodesPrefix          = Prefix + "nodes/"                       // <name> → storage.v1.NodeRecord
+	nodeStatePrefix      = ConfigPrefix + "node-state/"            // <name> → storage.v1.NodeState
+	nodeSessionsPrefix   = Prefix + "node-sessions/"               // <name> → ID of the stream, bound to its controller's lease
+	tasksPrefix          = Prefix + "tasks/"                       // <task id> → storage.v1.StoredTask
+	accountTasksPrefix   = Prefix + "index/account-tasks/"         // <account>/<task id> → ""
+	taskProgressPrefix   = Prefix + "task-progress/"               // <task id>/<node> → storage.v1.TaskProgress
+	quotaUsagePrefix     = Prefix + "quota-usage/"                 // <account>/<YYYY-MM-DD> → storage.v1.ContentQuotaUsage
+	purgesPrefix         = ConfigPrefix + "purges/"                // <task id> → outpost.v1.Purge
+	prefetchesPrefix     = ConfigPrefix + "prefetches/"            // <task id> → outpost.v1.Prefetch
+	purgeFloorKey        = ConfigPrefix + "purge-floor"            // raw decimal revision, only ever raised
+	autoRefreshPrefix    = Prefix + "auto-refresh/"                // <domain> → sha256 hex of its bucket-events secret
+	gossipKeyringKey     = ConfigPrefix + "gossip-keyring"         // storage.v1.StoredGossipKeyring
+	csrsPrefix           = Prefix + "csrs/"                        // <csr id> → storage.v1.StoredCsr
+	accountCsrsPrefix    = Prefix + "index/account-csrs/"          // <account>/<csr id> → ""
 )
 
 // AccountKey is the key of an account.
@@ -70,6 +71,11 @@ func AccountDomainKey(account, name string) string {
 
 // AccountDomainsPrefix is the prefix of an account's domain index.
 func AccountDomainsPrefix(account string) string { return accountDomainsPrefix + account + "/" }
+
+// AccountDomainsGuardKey is the guard key of an account's domain index
+// (Txn.CountGuarded): every transaction that adds a key under
+// AccountDomainsPrefix(account) or removes one also bumps it (Txn.Bump).
+func AccountDomainsGuardKey(account string) string { return accountDomainsGuard + account }
 
 // AccountCertKey indexes a certificate under its account.
 func AccountCertKey(account, id string) string { return accountCertsPrefix + account + "/" + id }

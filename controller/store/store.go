@@ -365,6 +365,28 @@ func (t *Txn) Count(ctx context.Context, prefix string) (int64, error) {
 	return resp.Count, nil
 }
 
+// CountGuarded counts the keys under prefix as of the snapshot, as Count
+// does, but makes the commit depend on guard alone instead of on every key
+// under prefix: etcd compares one key, not thousands, so the cost of the
+// commit does not grow with the prefix. It is for an index whose every
+// writer bumps guard (Bump) in the transaction that adds or removes a key
+// under prefix; a writer that does not breaks the guarantee.
+func (t *Txn) CountGuarded(ctx context.Context, prefix, guard string) (int64, error) {
+	if _, err := t.Guard(ctx, guard); err != nil {
+		return 0, err
+	}
+	resp, err := t.s.cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithRev(t.rev))
+	if err != nil {
+		return 0, unavailable(err)
+	}
+	return resp.Count, nil
+}
+
+// Bump queues a write of key with an empty value, which changes its
+// ModRevision: the commit of every transaction that guarded key since
+// (CountGuarded, Guard) fails.
+func (t *Txn) Bump(key string) { t.PutRaw(key, "") }
+
 // Guard makes the commit depend on key not having changed since the
 // snapshot, without reading it into a message.
 func (t *Txn) Guard(ctx context.Context, key string) (found bool, err error) {

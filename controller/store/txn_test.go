@@ -133,6 +133,61 @@ func TestListGuardsThePrefix(t *testing.T) {
 	}
 }
 
+// TestCountGuarded: the count is the snapshot's, even when keys are added
+// after it; a writer that bumps the guard key aborts the commit, whether
+// it added a key or removed one; the guard key need not exist yet.
+func TestCountGuarded(t *testing.T) {
+	s, cli := testStore(t)
+	ctx := context.Background()
+	const prefix, guard = "/outpost/idx/", "/outpost/idx-guard"
+	for _, k := range []string{"a", "b"} {
+		if _, err := cli.Put(ctx, prefix+k, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		name   string
+		writer func(*store.Txn)
+		ok     bool
+	}{
+		{"no writer", nil, true},
+		{"a key added, the guard bumped", func(w *store.Txn) { w.PutRaw(prefix+"c", ""); w.Bump(guard) }, false},
+		{"a key removed, the guard bumped", func(w *store.Txn) { w.Delete(prefix + "c"); w.Bump(guard) }, false},
+		{"an unrelated write", func(w *store.Txn) { w.PutRaw("/outpost/other", "") }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tx := s.Begin()
+			n, err := tx.CountGuarded(ctx, prefix, guard)
+			if err != nil || n != before.Count {
+				t.Fatalf("count %d, %v; want %d", n, err, before.Count)
+			}
+			if tc.writer != nil {
+				w := s.Begin()
+				tc.writer(w)
+				if _, err := w.Commit(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Counted again at the snapshot: the same.
+			if again, err := tx.CountGuarded(ctx, prefix, guard); err != nil || again != n {
+				t.Fatalf("second count %d, %v; want %d", again, err, n)
+			}
+			tx.PutRaw("/outpost/out", tc.name)
+			_, err = tx.Commit(ctx)
+			if tc.ok && err != nil {
+				t.Fatalf("commit: %v", err)
+			}
+			if !tc.ok && !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("commit after %s: %v, want a conflict", tc.name, err)
+			}
+		})
+	}
+}
+
 // TestTooLargeTransaction: a transaction past etcd's operation limit is
 // refused with ResourceExhausted TransactionTooLarge, not with the
 // Unavailable a client would retry.
