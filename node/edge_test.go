@@ -279,17 +279,25 @@ func TestHTTPSTermination(t *testing.T) {
 		t.Fatalf("wildcard: %v", st.PeerCertificates[0].DNSNames)
 	}
 	conn.Close()
-	// Refusals: no SNI, unknown SNI, a domain without HTTPS, two labels under a wildcard, TLS 1.1.
+	// Refusals: no SNI, unknown SNI, a domain without HTTPS, two labels
+	// under a wildcard (each with the alert unrecognized_name, RFC 6066
+	// section 3, as nginx's ssl_reject_handshake sends), TLS 1.1.
 	for _, tc := range []struct {
-		sni string
-		mod func(*tls.Config)
+		sni   string
+		mod   func(*tls.Config)
+		alert string
 	}{
-		{"", nil}, {"unknown.example.com", nil}, {"plain.example.com", nil}, {"x.y.img.example.com", nil},
-		{"www.example.com", func(c *tls.Config) { c.MaxVersion = tls.VersionTLS11 }},
+		{"", nil, "unrecognized name"}, {"unknown.example.com", nil, "unrecognized name"},
+		{"plain.example.com", nil, "unrecognized name"}, {"x.y.img.example.com", nil, "unrecognized name"},
+		{"www.example.com", func(c *tls.Config) { c.MinVersion, c.MaxVersion = tls.VersionTLS10, tls.VersionTLS11 }, "protocol version not supported"},
 	} {
-		if conn, err := tlsDial(e, tc.sni, roots, tc.mod); err == nil {
+		conn, err := tlsDial(e, tc.sni, roots, tc.mod)
+		if err == nil {
 			conn.Close()
 			t.Fatalf("handshake with SNI %q succeeded", tc.sni)
+		}
+		if want := "remote error: tls: " + tc.alert; !strings.Contains(err.Error(), want) {
+			t.Errorf("handshake with SNI %q: %v, want %q", tc.sni, err, want)
 		}
 	}
 

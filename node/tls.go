@@ -8,7 +8,8 @@ import (
 	"github.com/outpost-cdn/outpost/internal/names"
 )
 
-// Handshake refusals. Clients see a TLS alert; the reasons feed metrics.
+// Handshake refusals. Clients see the TLS alert unrecognized_name; the
+// reasons feed metrics.
 var (
 	errNoSNI         = errors.New("handshake without SNI refused")
 	errUnknownSNI    = errors.New("no accelerated domain for this SNI")
@@ -37,7 +38,8 @@ func (n *Node) tlsConfig() *tls.Config {
 
 // getCertificate picks the certificate by SNI: the exact accelerated name
 // first, then the one-label wildcard above it. A handshake without SNI, or
-// for a name no HTTPS domain serves, is refused.
+// for a name no HTTPS domain serves, is refused with the alert
+// unrecognized_name.
 //
 // An expired certificate is served all the same, as other CDNs and web
 // servers do: the client decides (browsers warn, and a user may go on;
@@ -50,7 +52,7 @@ func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	defer func() { n.metrics.handshake(err) }()
 	if sni == "" {
 		err = errNoSNI
-		return nil, err
+		return nil, nil // see below
 	}
 	s := n.state.Load().lookup(sni)
 	switch {
@@ -64,5 +66,9 @@ func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 		}
 		return s.cert, nil
 	}
-	return nil, err
+	// No certificate and no error: crypto/tls then finds no certificate
+	// configured and sends unrecognized_name (RFC 6066 section 3), where an
+	// error would send internal_error. The connection is closed without a
+	// log line either way; the reason is counted above.
+	return nil, nil
 }
