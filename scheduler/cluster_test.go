@@ -66,6 +66,12 @@ func startCluster(tb testing.TB, answers int, edges []edgeSpec) *cluster {
 // logging to log.
 func startClusterLog(tb testing.TB, answers int, edges []edgeSpec, log *slog.Logger) *cluster {
 	tb.Helper()
+	return startClusterCZ(tb, answers, edges, log, clusterCZ)
+}
+
+// startClusterCZ is startClusterLog with the coverage zone cz (JSON).
+func startClusterCZ(tb testing.TB, answers int, edges []edgeSpec, log *slog.Logger, czJSON string) *cluster {
+	tb.Helper()
 	env := controllertest.Start(tb)
 	admin, _ := env.NewAccount(tb, "acme")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -105,7 +111,7 @@ func startClusterLog(tb testing.TB, answers int, edges []edgeSpec, log *slog.Log
 	})
 
 	cz := filepath.Join(tb.TempDir(), "czf.json")
-	if err := os.WriteFile(cz, []byte(clusterCZ), 0o600); err != nil {
+	if err := os.WriteFile(cz, []byte(czJSON), 0o600); err != nil {
 		tb.Fatal(err)
 	}
 	c.s, err = scheduler.Start(ctx, scheduler.Config{

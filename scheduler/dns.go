@@ -99,6 +99,20 @@ func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
 	opt := req.IsEdns0()
+	if opt != nil && opt.Version() != 0 {
+		// RFC 6891 6.1.3: BADVERS, with an OPT of the version supported.
+		m.SetRcode(req, dns.RcodeBadVers)
+		m.SetEdns0(maxUDP, false)
+		_ = w.WriteMsg(m)
+		return
+	}
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
+		// The zone exists in class IN only (CHAOS queries such as
+		// version.bind included).
+		m.SetRcode(req, dns.RcodeRefused)
+		_ = w.WriteMsg(m)
+		return
+	}
 	switch {
 	case name == d.zone && q.Qtype == dns.TypeSOA:
 		m.Answer = append(m.Answer, d.soa())
@@ -130,11 +144,15 @@ func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 func (d *dnsServer) answer(w dns.ResponseWriter, m *dns.Msg, q dns.Question, opt *dns.OPT) {
 	client := netip.Addr{}
 	ecs := clientSubnet(opt)
-	if ecs != nil {
+	mapped := false // an IPv4-mapped address sent as IPv6 (family 2)
+	if ecs != nil && ecs.SourceNetmask > 0 {
 		if a, ok := netip.AddrFromSlice(ecs.Address); ok {
+			mapped = ecs.Family == 2 && a.Is4In6()
 			client = a.Unmap()
 		}
 	} else if ap, err := netip.ParseAddrPort(w.RemoteAddr().String()); err == nil {
+		// No ECS, or a source prefix of 0 (the client opted out, RFC 7871
+		// 7.1.2): the resolver's own address is the best guess.
 		client = ap.Addr().Unmap()
 	}
 	_, loc, cands, err := d.router.route(strings.TrimSuffix(q.Name, "."), client, d.router.cfg.Answers*2)
@@ -157,9 +175,16 @@ func (d *dnsServer) answer(w dns.ResponseWriter, m *dns.Msg, q dns.Question, opt
 		// longer than what the resolver sent when nested networks answer
 		// differently. A client no source knows gets the default answer,
 		// valid for exactly the subnet sent.
+		// An answer placed by the resolver's address (source /0) holds for
+		// every client of that resolver: scope 0.
 		scope := uint8(loc.PrefixLen)
-		if loc.PrefixLen == 0 {
+		switch {
+		case ecs.SourceNetmask == 0:
+			scope = 0
+		case loc.PrefixLen == 0:
 			scope = ecs.SourceNetmask
+		case mapped:
+			scope = uint8(min(96+loc.PrefixLen, 128)) // in IPv6 bits, as sent
 		}
 		ecs.SourceScope = scope
 	}

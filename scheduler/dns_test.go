@@ -149,3 +149,87 @@ func TestDNSReadsLargeUDPQueries(t *testing.T) {
 		t.Fatalf("large query: %v", r)
 	}
 }
+
+// TestDNSProtocolCorners: EDNS versions above 0 get BADVERS; classes other
+// than IN are refused; an ECS source of /0 (the client opted out) is
+// answered for the resolver's address with scope 0; an IPv4 client sent
+// as an IPv4-mapped IPv6 address gets its scope in IPv6 bits.
+func TestDNSProtocolCorners(t *testing.T) {
+	// The resolver (the test, on 127.0.0.1) is in the west region; the
+	// other networks are clusterCZ's.
+	cz := `{"regions": {
+	"east": {"latitude": 40.7, "longitude": -74.0, "networks": ["10.1.0.0/16"]},
+	"west": {"latitude": 37.8, "longitude": -122.4, "networks": ["10.2.0.0/16", "127.0.0.0/8"]}}}`
+	c := startClusterCZ(t, 1, clusterEdges, quiet, cz)
+	addr := c.s.DNSAddr()
+	query := func(ecs *dns.EDNS0_SUBNET) *dns.Msg {
+		m := new(dns.Msg)
+		m.SetQuestion(dns.Fqdn(c.cname), dns.TypeA)
+		o := m.SetEdns0(1232, false).IsEdns0()
+		if ecs != nil {
+			o.Option = append(o.Option, ecs)
+		}
+		return m
+	}
+	answer := func(r *dns.Msg) string {
+		if len(r.Answer) != 1 {
+			return fmt.Sprint(r.Answer)
+		}
+		return r.Answer[0].(*dns.A).A.String()
+	}
+	scope := func(r *dns.Msg) int {
+		if o := r.IsEdns0(); o != nil {
+			if e := clientSubnetOf(o); e != nil {
+				return int(e.SourceScope)
+			}
+		}
+		return -1
+	}
+
+	m := query(nil)
+	m.IsEdns0().SetVersion(1)
+	r, _ := exchange(t, "udp", addr, m)
+	if r.Rcode != dns.RcodeBadVers || r.IsEdns0() == nil || r.IsEdns0().Version() != 0 || len(r.Answer) != 0 {
+		t.Fatalf("EDNS version 1: rcode %s, OPT %v, want BADVERS with an OPT of version 0", dns.RcodeToString[r.Rcode], r.IsEdns0())
+	}
+
+	for _, class := range []uint16{dns.ClassCHAOS, dns.ClassHESIOD} {
+		m := query(nil)
+		m.Question[0].Qclass = class
+		if r, _ := exchange(t, "udp", addr, m); r.Rcode != dns.RcodeRefused || len(r.Answer) != 0 {
+			t.Fatalf("class %s: %v, want REFUSED", dns.ClassToString[class], r)
+		}
+	}
+	m = query(nil)
+	m.Question[0].Qclass = dns.ClassANY
+	if r, _ := exchange(t, "udp", addr, m); answer(r) != "127.0.1.2" {
+		t.Fatalf("class ANY: %v, want the west node as for IN", r)
+	}
+
+	for _, tc := range []struct {
+		name      string
+		ecs       *dns.EDNS0_SUBNET
+		want      string
+		wantScope int
+	}{
+		{"east /24", &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 24, Address: net.ParseIP("10.1.7.0").To4()}, "127.0.1.1", 16},
+		{"source /0: the resolver's address", &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1, SourceNetmask: 0, Address: net.IPv4zero.To4()}, "127.0.1.2", 0},
+		{"IPv6 source /0", &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 0, Address: net.IPv6zero}, "127.0.1.2", 0},
+		{"IPv4-mapped east /120", &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 2, SourceNetmask: 120, Address: net.ParseIP("::ffff:10.1.7.0")}, "127.0.1.1", 96 + 16},
+	} {
+		r, _ := exchange(t, "udp", addr, query(tc.ecs))
+		if r.Rcode != dns.RcodeSuccess || answer(r) != tc.want || scope(r) != tc.wantScope {
+			t.Errorf("%s: rcode %s, answer %s, scope %d; want %s, scope %d", tc.name, dns.RcodeToString[r.Rcode], answer(r), scope(r), tc.want, tc.wantScope)
+		}
+	}
+}
+
+// clientSubnetOf is the ECS option of o, or nil.
+func clientSubnetOf(o *dns.OPT) *dns.EDNS0_SUBNET {
+	for _, e := range o.Option {
+		if s, ok := e.(*dns.EDNS0_SUBNET); ok {
+			return s
+		}
+	}
+	return nil
+}
