@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/outpost-cdn/outpost/node"
 	outpostv1 "github.com/outpost-cdn/outpost/proto/outpost/v1"
 )
 
@@ -278,5 +279,68 @@ func TestDiskCacheSurvivesRestart(t *testing.T) {
 	wantCache(t, r, b, "HIT", "on disk")
 	if n := e.origin.Count(t, "/c/max-age/disk.txt"); n != 1 {
 		t.Fatalf("origin saw %d requests across the restart", n)
+	}
+}
+
+// TestDiskCacheHeldUntilPurgesCaughtUp: after a restart, what the disk
+// tier kept is not served until the node has a controller's config with the
+// purges it missed while down (an object purged meanwhile is fetched
+// again, even with no controller to tell the node), or until the cache sync
+// wait has passed.
+func TestDiskCacheHeldUntilPurgesCaughtUp(t *testing.T) {
+	e := newEdge(t)
+	e.addDomain(t, "www.example.com", "a.origin.test")
+	e.node.Close()
+	cacheDir := t.TempDir()
+	restart := func(o nodeOpts) {
+		t.Helper()
+		e.node.Close()
+		o.dataDir, o.cacheDir = e.nodeDir, cacheDir
+		e.node = startNode(t, e.env, e.nodeToken, o)
+		e.node.WaitCacheIndexed()
+	}
+	e.node = startNode(t, e.env, e.nodeToken, nodeOpts{dataDir: e.nodeDir, cacheDir: cacheDir})
+	e.sync(t)
+	e.origin.Write(t, "/c/max-age/purged.txt", []byte("v1"))
+	e.origin.Write(t, "/c/max-age/kept.txt", []byte("kept"))
+	for _, p := range []string{"/c/max-age/purged.txt", "/c/max-age/kept.txt"} {
+		r, b := e.req(t, "GET", "www.example.com", p)
+		wantCache(t, r, b, "MISS", string(b))
+	}
+	e.node.Close() // flushes the disk writer
+
+	// While the node is down: a new version, and a purge of the old.
+	e.origin.Write(t, "/c/max-age/purged.txt", []byte("v2"))
+	if _, err := e.c.Content.RefreshObjects(ctxT(t), &outpostv1.RefreshObjectsRequest{Type: outpostv1.RefreshType_REFRESH_TYPE_FILE,
+		Entries: []string{"http://www.example.com/c/max-age/purged.txt"}}); err != nil {
+		t.Fatal(err)
+	}
+
+	// Back without a controller: the kept copy is held, the origin answers.
+	unreachable := []string{"127.0.0.1:1"}
+	restart(nodeOpts{controllers: unreachable, cacheSyncWait: time.Hour})
+	r, b := e.req(t, "GET", "www.example.com", "/c/max-age/purged.txt")
+	wantCache(t, r, b, "MISS", "v2")
+
+	// Still no controller, a short wait: once it has passed, the kept copy
+	// is served.
+	restart(nodeOpts{controllers: unreachable, cacheSyncWait: 100 * time.Millisecond})
+	if !node.DiskCacheHeld(e.node) {
+		t.Fatal("the disk cache is not held after a restart")
+	}
+	eventually(t, "the cache sync wait to pass", func() bool { return !node.DiskCacheHeld(e.node) })
+	r, b = e.req(t, "GET", "www.example.com", "/c/max-age/kept.txt")
+	wantCache(t, r, b, "HIT", "kept")
+
+	// With a controller: served as soon as the config is in sync.
+	restart(nodeOpts{cacheSyncWait: time.Hour})
+	e.sync(t)
+	if node.DiskCacheHeld(e.node) {
+		t.Fatal("the disk cache is still held with the config in sync")
+	}
+	r, b = e.req(t, "GET", "www.example.com", "/c/max-age/kept.txt")
+	wantCache(t, r, b, "HIT", "kept")
+	if n := e.origin.Count(t, "/c/max-age/kept.txt"); n != 1 {
+		t.Fatalf("origin saw %d requests for the kept object across three restarts, want 1", n)
 	}
 }

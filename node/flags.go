@@ -3,6 +3,7 @@ package node
 import (
 	"flag"
 	"strconv"
+	"time"
 
 	"github.com/outpost-cdn/outpost/internal/cmdutil"
 )
@@ -39,8 +40,15 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		}
 		return def
 	}
+	envDuration := func(name string, def time.Duration) time.Duration {
+		if v, err := time.ParseDuration(cmdutil.Env(name, "")); err == nil {
+			return v
+		}
+		return def
+	}
 	fs.Int64Var(&c.CacheMemoryBytes, "cache-memory-bytes", envInt64("OUTPOST_CACHE_MEMORY_BYTES", 256<<20), "bytes the memory cache may hold (env OUTPOST_CACHE_MEMORY_BYTES)")
 	fs.StringVar(&c.CacheDir, "cache-dir", cmdutil.Env("OUTPOST_CACHE_DIR", ""), "directory for the disk cache tier, kept across restarts; empty: memory only (env OUTPOST_CACHE_DIR)")
+	fs.DurationVar(&c.CacheSyncWait, "cache-sync-wait", envDuration("OUTPOST_CACHE_SYNC_WAIT", 10*time.Second), "after a restart, treat what the disk cache kept as absent until a controller's config (with the purges missed while down) is applied, or for this long at most; 0 serves it at once (env OUTPOST_CACHE_SYNC_WAIT)")
 	fs.Int64Var(&c.CacheDiskBytes, "cache-disk-bytes", envInt64("OUTPOST_CACHE_DISK_BYTES", 10<<30), "bytes the disk cache tier may hold, with -cache-dir (env OUTPOST_CACHE_DISK_BYTES)")
 	fs.BoolVar(&c.DisableFastPath, "disable-fast-path", cmdutil.Env("OUTPOST_DISABLE_FAST_PATH", "") == "true", "serve cache hits through net/http only, without the HTTP/1.1 hit fast path (env OUTPOST_DISABLE_FAST_PATH=true)")
 	fs.BoolVar(&c.Pprof, "pprof", cmdutil.Env("OUTPOST_PPROF", "") == "true", "also serve Go profiles under /debug/pprof/ on the metrics address; keep it private (env OUTPOST_PPROF=true)")

@@ -23,6 +23,8 @@ type nodeOpts struct {
 	dataDir     string
 	controllers []string
 	name        string
+	// cacheSyncWait is node.Config.CacheSyncWait.
+	cacheSyncWait time.Duration
 }
 
 // startNode starts an edge node on free loopback ports. token is its join
@@ -42,16 +44,17 @@ func startNode(t testing.TB, env *controllertest.Env, token string, o nodeOpts) 
 		o.controllers = []string{env.Addr}
 	}
 	n, err := node.Start(context.Background(), node.Config{
-		Name:        o.name,
-		Region:      "test",
-		Controllers: o.controllers,
-		JoinToken:   token,
-		HTTPAddr:    "127.0.0.1:0",
-		HTTPSAddr:   "127.0.0.1:0",
-		DataDir:     o.dataDir,
-		MetricsAddr: "127.0.0.1:0",
-		CacheDir:    o.cacheDir,
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Name:          o.name,
+		Region:        "test",
+		Controllers:   o.controllers,
+		JoinToken:     token,
+		HTTPAddr:      "127.0.0.1:0",
+		HTTPSAddr:     "127.0.0.1:0",
+		DataDir:       o.dataDir,
+		MetricsAddr:   "127.0.0.1:0",
+		CacheDir:      o.cacheDir,
+		CacheSyncWait: o.cacheSyncWait,
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/outpost-cdn/outpost/node/cache"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,9 +15,12 @@ import (
 	"net/http/pprof"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/outpost-cdn/outpost/internal/membership"
-	"time"
+	"github.com/outpost-cdn/outpost/node/cache"
 )
 
 // Config is what an edge node needs.
@@ -59,6 +61,13 @@ type Config struct {
 	CacheDir string
 	// CacheDiskBytes bounds the disk tier. Default 10 GiB.
 	CacheDiskBytes int64
+	// CacheSyncWait holds what the disk tier kept from before a restart
+	// (a request for it is a miss, fetched from the origin) until the node
+	// has applied a config snapshot from a controller, with the purges it
+	// missed while it was down, or until this long has passed, whichever
+	// is first. 0: the kept entries are served at once (the binary's flag
+	// defaults to 10 s).
+	CacheSyncWait time.Duration
 	// Gossip joins the node to the cluster's memberlist gossip.
 	Gossip membership.Options
 	// Capacity is the node's relative weight in scheduling. Default 1.
@@ -141,6 +150,10 @@ type Node struct {
 	// draining: an operator drained this node (outpostctl node drain); it
 	// still serves, and tells the schedulers through gossip.
 	draining atomic.Bool
+	// servePrevious ends the hold on the disk tier's entries from before
+	// the restart (Config.CacheSyncWait), once.
+	servePrevious     sync.Once
+	servePreviousTime *time.Timer
 
 	httpLis, httpsLis net.Listener
 	httpSrv, httpsSrv *http.Server
@@ -157,10 +170,23 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	n.viaValue = []string{n.via}
 	n.metrics.reg.MustRegister(certCollector{n})
 	n.rp = n.newReverseProxy()
+	hold := cfg.CacheDir != "" && cfg.CacheSyncWait > 0
 	if n.cache, err = cache.Open(cache.Config{MaxBytes: cfg.CacheMemoryBytes, Dir: cfg.CacheDir, DiskBytes: cfg.CacheDiskBytes,
-		Logger: n.log}, n.metrics.evictions.Inc); err != nil {
+		Logger: n.log, HoldPrevious: hold}, n.metrics.evictions.Inc); err != nil {
 		return nil, fmt.Errorf("node cache: %w", err)
 	}
+	if hold {
+		n.servePreviousTime = time.AfterFunc(cfg.CacheSyncWait, func() { n.serveCachedFromBefore(false) })
+	}
+	n.metrics.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "outpost_edge_cache_disk_held",
+		Help: "1 while what the disk cache kept from before a restart is not served, until the config (with the purges missed while down) is in sync or -cache-sync-wait has passed.",
+	}, func() float64 {
+		if n.cache.HoldingPrevious() {
+			return 1
+		}
+		return 0
+	}))
 	n.tasks = newTasks(n)
 	n.state.Store(emptyState)
 	defer func() {
@@ -269,6 +295,25 @@ func (n *Node) apply(ctx context.Context, d *desired) error {
 	return nil
 }
 
+// serveCachedFromBefore ends the hold on what the disk tier kept from
+// before the restart (Config.CacheSyncWait): synced says a controller's
+// snapshot, and so every purge the node missed, has been applied.
+func (n *Node) serveCachedFromBefore(synced bool) {
+	if n.servePreviousTime == nil {
+		return
+	}
+	n.servePrevious.Do(func() {
+		n.servePreviousTime.Stop()
+		n.cache.ServePrevious()
+		if synced {
+			n.log.Info("serving the disk cache kept from before the restart: the config is in sync")
+			return
+		}
+		n.log.Warn("no config from a controller within the cache sync wait: serving the disk cache kept from before the restart; purges made while this node was down apply when a controller answers",
+			"wait", n.cfg.CacheSyncWait)
+	})
+}
+
 // WaitCacheIndexed blocks until the disk cache tier, if any, has indexed
 // what an earlier run left in the cache directory.
 func (n *Node) WaitCacheIndexed() { n.cache.WaitIndexed() }
@@ -328,6 +373,9 @@ func (n *Node) HTTPSAddr() string { return n.httpsLis.Addr().String() }
 // Close stops serving, letting requests in flight finish for up to five
 // seconds.
 func (n *Node) Close() {
+	if n.servePreviousTime != nil {
+		n.servePreviousTime.Stop()
+	}
 	if n.gossip != nil {
 		n.gossip.Close() // leave first, so schedulers stop sending clients
 	}

@@ -243,6 +243,8 @@ func (s *streamer) once(ctx context.Context, conn *grpc.ClientConn) (delivered b
 		if err := n.apply(ctx, d); err != nil {
 			n.log.Warn("refused config; serving the last good one", "revision", msg.GetRevision(), "err", err)
 			reply = &outpostv1.StreamConfigRequest{Kind: &outpostv1.StreamConfigRequest_Nack{Nack: &outpostv1.ConfigNack{Revision: msg.GetRevision(), Error: err.Error()}}}
+		} else if msg.GetSnapshot() {
+			n.serveCachedFromBefore(true) // the purges missed while down are applied
 		}
 		delivered = true
 		select {

@@ -100,6 +100,12 @@ type Config struct {
 	DiskQueue int
 	// Logger reports disk tier trouble; default slog.Default().
 	Logger *slog.Logger
+	// HoldPrevious keeps the entries a previous run left in Dir from
+	// being served until ServePrevious: lookups find them absent (a miss
+	// stores a fresh copy over them), while purges remove them as usual.
+	// It is for an owner that must catch up on what happened while it was
+	// down (purges it missed) before it serves what it kept.
+	HoldPrevious bool
 }
 
 // Stats are cumulative counters.
@@ -190,6 +196,18 @@ func (c *Cache) Close() {
 		c.mem.StopAllGoroutines()
 	})
 }
+
+// ServePrevious serves the entries a previous run left on disk from now
+// on (see Config.HoldPrevious). It may be called any number of times.
+func (c *Cache) ServePrevious() {
+	if c.disk != nil {
+		c.disk.held.Store(false)
+	}
+}
+
+// HoldingPrevious reports whether what a previous run left on disk is
+// held (Config.HoldPrevious, until ServePrevious).
+func (c *Cache) HoldingPrevious() bool { return c.disk != nil && c.disk.held.Load() }
 
 // WaitIndexed blocks until the disk tier has indexed the files a previous
 // run left (at once without a disk tier).

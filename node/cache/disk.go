@@ -71,6 +71,7 @@ type disk struct {
 	index     *otter.Cache[string, *diskMeta]
 	nextID    atomic.Uint64
 	epoch     atomic.Uint64 // bumped by PurgeAll, under mu
+	held      atomic.Bool   // entries of a previous run are not served (Config.HoldPrevious)
 
 	// Guarded by Cache.mu.
 	pending     map[string]*diskJob // the newest queued write of each key
@@ -115,6 +116,8 @@ type diskMeta struct {
 	size   int64
 	varies bool
 	epoch  uint64
+	// previous: indexed from a file a previous run left (see disk.held).
+	previous bool
 	// purged (under disk.mu): the purge that removed the entry removes the
 	// file itself.
 	purged bool
@@ -166,6 +169,7 @@ func openDisk(cfg Config) (*disk, error) {
 	d.wcond = sync.NewCond(&d.wmu)
 	d.jcond = sync.NewCond(&d.jmu)
 	d.nextID.Store(rand.Uint64())
+	d.held.Store(cfg.HoldPrevious)
 	d.index = otter.Must(&otter.Options[string, *diskMeta]{
 		MaximumWeight: uint64(cfg.DiskBytes),
 		Weigher:       func(_ string, m *diskMeta) uint32 { return uint32(min(m.size, math.MaxUint32)) },
@@ -426,7 +430,7 @@ func (d *disk) writeTemp(p string, e *Entry, id uint64) (string, int64, error) {
 // load reads key from the disk tier and promotes it to memory.
 func (d *disk) load(c *Cache, key string) *Entry {
 	m, ok := d.index.GetIfPresent(key)
-	if !ok {
+	if !ok || (m.previous && d.held.Load()) {
 		return nil
 	}
 	b, err := os.ReadFile(d.path(key))
@@ -677,7 +681,7 @@ func (d *disk) indexFile(p string) {
 		removeFile(p)
 		return
 	}
-	d.index.Set(r.key, &diskMeta{base: r.base, id: r.id, size: h.size(), varies: r.varies, epoch: d.epoch.Load()})
+	d.index.Set(r.key, &diskMeta{base: r.base, id: r.id, size: h.size(), varies: r.varies, epoch: d.epoch.Load(), previous: true})
 }
 
 // readHead reads and checks a file's fixed header and metadata (not its

@@ -153,6 +153,66 @@ func TestDiskSurvivesRestart(t *testing.T) {
 	}
 }
 
+// TestDiskHoldPrevious: with HoldPrevious, what a previous run left is
+// not served until ServePrevious, while what this run stores is; a purge
+// while held removes held entries for good.
+func TestDiskHoldPrevious(t *testing.T) {
+	dir := t.TempDir()
+	c := openDiskCache(t, dir, nil)
+	c.WaitIndexed()
+	kept, purged := testEntry("example.com/kept.txt", "old kept"), testEntry("example.com/purged.txt", "old purged")
+	c.Store(kept, false)
+	c.Store(purged, false)
+	c.Close()
+
+	c2 := openDiskCache(t, dir, func(cfg *Config) { cfg.HoldPrevious = true })
+	c2.WaitIndexed()
+	if n := c2.DiskLen(); n != 2 {
+		t.Fatalf("DiskLen = %d, want the 2 entries indexed", n)
+	}
+	for _, e := range []*Entry{kept, purged} {
+		if got := lookup(c2, e.Base, ""); got != nil {
+			t.Fatalf("%s served while held: %q", e.Key, got.Body)
+		}
+	}
+	// This run's stores are served at once, and replace the held copy.
+	fresh := testEntry("example.com/kept.txt", "new kept")
+	c2.Store(fresh, false)
+	if got := lookup(c2, fresh.Base, ""); got == nil || string(got.Body) != "new kept" {
+		t.Fatalf("a store of this run: %v", got)
+	}
+	if n := c2.Purge(PurgeExact(purged.Base)); n != 1 {
+		t.Fatalf("purge of a held entry removed %d", n)
+	}
+	c2.ServePrevious()
+	if got := lookup(c2, purged.Base, ""); got != nil {
+		t.Fatalf("purged while held, served after: %q", got.Body)
+	}
+	c2.Close()
+
+	// The new copy reached the disk; a third run without holding serves it.
+	c3 := openDiskCache(t, dir, nil)
+	c3.WaitIndexed()
+	if got := lookup(c3, fresh.Base, ""); got == nil || string(got.Body) != "new kept" {
+		t.Fatalf("after the third start: %v", got)
+	}
+	if got := lookup(c3, purged.Base, ""); got != nil {
+		t.Fatalf("purged entry back after a restart: %q", got.Body)
+	}
+
+	// ServePrevious releases what a previous run left.
+	c3.Close()
+	c4 := openDiskCache(t, dir, func(cfg *Config) { cfg.HoldPrevious = true })
+	c4.WaitIndexed()
+	if got := lookup(c4, fresh.Base, ""); got != nil {
+		t.Fatal("served while held")
+	}
+	c4.ServePrevious()
+	if got := lookup(c4, fresh.Base, ""); got == nil || string(got.Body) != "new kept" {
+		t.Fatalf("after ServePrevious: %v", got)
+	}
+}
+
 func TestDiskVariesSurviveRestart(t *testing.T) {
 	dir := t.TempDir()
 	c := openDiskCache(t, dir, nil)
