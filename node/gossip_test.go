@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/outpost-cdn/outpost/controller/controllertest"
@@ -166,4 +167,14 @@ func TestNodesJoinThroughControllerSeeds(t *testing.T) {
 	})
 	b := start("edge-b")
 	eventually(t, "edge-b to join edge-a through the controller's seeds", func() bool { return sees(b, "edge-a") && sees(a, "edge-b") })
+}
+
+// TestBadGossipKeysFailStart: a gossip key of the wrong size stops the node
+// at start, before it binds or dials anything.
+func TestBadGossipKeysFailStart(t *testing.T) {
+	_, err := node.Start(context.Background(), node.Config{Name: "edge-bad", HTTPAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", DataDir: t.TempDir(),
+		Gossip: membership.Options{Addr: "127.0.0.1:0", Keys: [][]byte{[]byte("too short")}}})
+	if err == nil || !strings.Contains(err.Error(), "gossip key 1") {
+		t.Fatalf("start with a 9-byte gossip key: %v", err)
+	}
 }

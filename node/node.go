@@ -93,6 +93,9 @@ func (c *Config) setDefaults() error {
 	if c.Name == "" {
 		return errors.New("node: a name is required")
 	}
+	if err := c.Gossip.Validate(); err != nil {
+		return fmt.Errorf("node: %w", err)
+	}
 	if c.HTTPAddr == "" {
 		c.HTTPAddr = ":8080"
 	}

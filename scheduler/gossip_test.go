@@ -13,6 +13,9 @@ import (
 
 	"github.com/hashicorp/memberlist"
 	"github.com/miekg/dns"
+
+	"github.com/outpost-cdn/outpost/internal/membership"
+	"github.com/outpost-cdn/outpost/scheduler"
 )
 
 // suspicionTimeout is memberlist's (util.go, v0.7.0): how long a suspected
@@ -139,5 +142,15 @@ func TestSchedulerDropsKilledNode(t *testing.T) {
 			t.Fatalf("DNS after the kill: %v", r.Answer)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestBadGossipKeysFailStart: a gossip key of the wrong size stops the
+// scheduler at start.
+func TestBadGossipKeysFailStart(t *testing.T) {
+	_, err := scheduler.Start(context.Background(), scheduler.Config{GRPCAddr: "127.0.0.1:0", DNSAddr: "127.0.0.1:0",
+		Gossip: membership.Options{Addr: "127.0.0.1:0", Keys: [][]byte{[]byte("too short")}}})
+	if err == nil || !strings.Contains(err.Error(), "gossip key 1") {
+		t.Fatalf("start with a 9-byte gossip key: %v", err)
 	}
 }

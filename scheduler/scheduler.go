@@ -89,9 +89,6 @@ func (c *Config) setDefaults() {
 	if c.Answers <= 0 {
 		c.Answers = 2
 	}
-	if c.Answers <= 0 {
-		c.Answers = 2
-	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -120,6 +117,9 @@ type Scheduler struct {
 // Start serves gRPC and DNS until Close.
 func Start(ctx context.Context, cfg Config) (*Scheduler, error) {
 	cfg.setDefaults()
+	if err := cfg.Gossip.Validate(); err != nil {
+		return nil, fmt.Errorf("scheduler: %w", err)
+	}
 	s := &Scheduler{cfg: cfg, log: cfg.Logger.With("role", "scheduler"), done: make(chan struct{})}
 	var err error
 	if s.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
