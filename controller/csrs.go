@@ -210,6 +210,23 @@ func (s *certificateService) CompleteCsr(ctx context.Context, req *outpostv1.Com
 	return &outpostv1.CompleteCsrResponse{Certificate: cert, Csr: csr}, nil
 }
 
+func (s *certificateService) DeleteCsr(ctx context.Context, req *outpostv1.DeleteCsrRequest) (*outpostv1.DeleteCsrResponse, error) {
+	c, p := s.c, principalFrom(ctx)
+	t := c.store.Begin()
+	sc, err := c.ownCsr(ctx, t, req.GetId())
+	if err != nil {
+		return nil, err
+	}
+	// A pending CSR's sealed key goes with its record.
+	t.Delete(store.CsrKey(sc.GetCsr().GetId()))
+	t.Delete(store.AccountCsrKey(p.Account, sc.GetCsr().GetId()))
+	if _, err := t.Commit(ctx); err != nil {
+		return nil, err
+	}
+	c.log.Info("CSR deleted", "csr_id", sc.GetCsr().GetId(), "account", p.Account, "pending", sc.GetCsr().GetCertificateId() == "")
+	return &outpostv1.DeleteCsrResponse{}, nil
+}
+
 // sealedCertificate is a certificate whose private key is already sealed,
 // with the certificate's ID as associated data.
 type sealedCertificate struct {

@@ -355,3 +355,70 @@ func TestCreateCsrRefusals(t *testing.T) {
 		t.Fatalf("list: %v, %v", list, err)
 	}
 }
+
+// TestDeleteCsr: deleting a pending CSR deletes its sealed key with it, so
+// a chain signed for it later cannot be completed; deleting a completed
+// CSR leaves its certificate (and the key it holds) in place. Read-only
+// tokens and other accounts cannot delete.
+func TestDeleteCsr(t *testing.T) {
+	env := controllertest.Start(t)
+	admin, readOnly := env.NewAccount(t, "acme")
+	otherAdmin, _ := env.NewAccount(t, "other")
+	c, ro, other := env.Clients(t, admin), env.Clients(t, readOnly), env.Clients(t, otherAdmin)
+	ctx := ctxT(t)
+	ca := certstest.NewCA(t, "CSR delete CA")
+	create := func(cn string) *outpostv1.Csr {
+		t.Helper()
+		r, err := c.Certs.CreateCsr(ctx, &outpostv1.CreateCsrRequest{CommonName: cn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r.GetCsr()
+	}
+	pending, completed := create("pending.example.com"), create("done.example.com")
+	_, chain := ca.SignCSR(t, completed.GetCsrPem(), certstest.SignOptions{})
+	done, err := c.Certs.CompleteCsr(ctx, &outpostv1.CompleteCsrRequest{Id: completed.GetId(), CertificatePem: string(chain)})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	_, err = ro.Certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{Id: pending.GetId()})
+	wantErr(t, err, codes.PermissionDenied, apierr.ReasonReadOnlyToken)
+	_, err = other.Certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{Id: pending.GetId()})
+	wantErr(t, err, codes.NotFound, apierr.ReasonCsrNotFound)
+	_, err = c.Certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{})
+	wantErr(t, err, codes.InvalidArgument, apierr.ReasonInvalidArgument)
+	if _, found, err := env.Controller.Store().GetRaw(ctx, store.CsrKey(pending.GetId())); err != nil || !found {
+		t.Fatalf("a refused delete removed the CSR: %v %v", found, err)
+	}
+
+	// Pending: the record, with its sealed key, and its index entry go.
+	if _, err := c.Certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{Id: pending.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{store.CsrKey(pending.GetId()), store.AccountCsrKey("acme", pending.GetId())} {
+		if _, found, err := env.Controller.Store().GetRaw(ctx, key); err != nil || found {
+			t.Fatalf("%s still stored after DeleteCsr: %v", key, err)
+		}
+	}
+	_, err = c.Certs.GetCsr(ctx, &outpostv1.GetCsrRequest{Id: pending.GetId()})
+	wantErr(t, err, codes.NotFound, apierr.ReasonCsrNotFound)
+	_, late := ca.SignCSR(t, pending.GetCsrPem(), certstest.SignOptions{})
+	_, err = c.Certs.CompleteCsr(ctx, &outpostv1.CompleteCsrRequest{Id: pending.GetId(), CertificatePem: string(late)})
+	wantErr(t, err, codes.NotFound, apierr.ReasonCsrNotFound)
+	_, err = c.Certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{Id: pending.GetId()})
+	wantErr(t, err, codes.NotFound, apierr.ReasonCsrNotFound)
+
+	// Completed: the CSR goes, its certificate stays.
+	if _, err := c.Certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{Id: completed.GetId()}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := c.Certs.GetCertificate(ctx, &outpostv1.GetCertificateRequest{Id: done.GetCertificate().GetId()})
+	if err != nil || g.GetCertificate().GetFingerprintSha256() != done.GetCertificate().GetFingerprintSha256() {
+		t.Fatalf("the completed CSR's certificate after DeleteCsr: %v, %v", g, err)
+	}
+	list, err := c.Certs.ListCsrs(ctx, &outpostv1.ListCsrsRequest{})
+	if err != nil || len(list.GetCsrs()) != 0 {
+		t.Fatalf("CSRs left: %v, %v", list.GetCsrs(), err)
+	}
+}

@@ -29,6 +29,7 @@ var methodPolicy = map[string]access{
 	outpostv1.CertificateService_GetCsr_FullMethodName:                   accessRead,
 	outpostv1.CertificateService_ListCsrs_FullMethodName:                 accessRead,
 	outpostv1.CertificateService_CompleteCsr_FullMethodName:              accessWrite,
+	outpostv1.CertificateService_DeleteCsr_FullMethodName:                accessWrite,
 
 	outpostv1.KeyringService_GetKeyringStatus_FullMethodName: accessOperator,
 	outpostv1.KeyringService_RewrapSecrets_FullMethodName:    accessOperator,

@@ -34,6 +34,7 @@ never shown, not even to you.`,
 		a.newCSRGetCommand(),
 		a.newCSRListCommand(),
 		a.newCSRCompleteCommand(),
+		a.newCSRDeleteCommand(),
 	)
 	cmd.Aliases = []string{"csrs"}
 	return cmd
@@ -202,6 +203,31 @@ of your account with the CSR's key; prints its ID, for 'https enable
 	_ = cmd.MarkFlagRequired("cert")
 	_ = cmd.MarkFlagFilename("cert", "pem", "crt", "cer")
 	return apiCommand(cmd)
+}
+
+func (a *app) newCSRDeleteCommand() *cobra.Command {
+	return apiCommand(&cobra.Command{
+		Use:     "delete ID",
+		Aliases: []string{"rm", "remove"},
+		Short:   "Delete a CSR (and, while it is pending, its private key)",
+		Long: `Delete a CSR. A pending CSR's private key is deleted with it: a certificate a
+CA signs for it later cannot be completed. A completed CSR's key belongs to
+its certificate, which stays ('cert delete' deletes that).`,
+		Example: "  outpostctl cert csr delete csr-0123",
+		Args:    exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := a.rpcContext(cmd)
+			defer cancel()
+			resp, err := a.api.certs.DeleteCsr(ctx, &outpostv1.DeleteCsrRequest{Id: args[0]})
+			if err != nil {
+				return err
+			}
+			return a.render(cmd, resp, func(w io.Writer) error {
+				_, err := fmt.Fprintf(w, "Deleted CSR %s.\n", args[0])
+				return err
+			})
+		},
+	})
 }
 
 // readChain reads a certificate chain file, refusing one that holds a

@@ -131,6 +131,19 @@ func TestCSRAndKeyringCommands(t *testing.T) {
 	}
 	r = c.run("keyring", "status")
 	wantFail(t, r, exitError, "Error: PermissionDenied (OperatorOnly): ")
+
+	// Deleting the pending CSR deletes its sealed key: two secrets left.
+	r = ro.run("cert", "csr", "delete", rsaID)
+	wantFail(t, r, exitError, "Error: PermissionDenied (ReadOnlyToken): ")
+	if out := c.ok("cert", "csr", "rm", rsaID); out != "Deleted CSR "+rsaID+".\n" {
+		t.Fatalf("csr delete printed %q", out)
+	}
+	r = c.run("cert", "csr", "delete", rsaID)
+	wantFail(t, r, exitError, "Error: NotFound (CsrNotFound): ")
+	operator.json(&st, "keyring", "status")
+	if len(st.GetUsage()) != 1 || st.GetUsage()[0].GetSecrets() != 2 {
+		t.Fatalf("keyring status after csr delete: %v", &st)
+	}
 }
 
 // TestWriteKeyringStatus: the advice under the table follows the counts.

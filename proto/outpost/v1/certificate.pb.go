@@ -1813,6 +1813,86 @@ func (x *CompleteCsrResponse) GetCsr() *Csr {
 	return nil
 }
 
+type DeleteCsrRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCsrRequest) Reset() {
+	*x = DeleteCsrRequest{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCsrRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCsrRequest) ProtoMessage() {}
+
+func (x *DeleteCsrRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCsrRequest.ProtoReflect.Descriptor instead.
+func (*DeleteCsrRequest) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeleteCsrRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+type DeleteCsrResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteCsrResponse) Reset() {
+	*x = DeleteCsrResponse{}
+	mi := &file_outpost_v1_certificate_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteCsrResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteCsrResponse) ProtoMessage() {}
+
+func (x *DeleteCsrResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_outpost_v1_certificate_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteCsrResponse.ProtoReflect.Descriptor instead.
+func (*DeleteCsrResponse) Descriptor() ([]byte, []int) {
+	return file_outpost_v1_certificate_proto_rawDescGZIP(), []int{32}
+}
+
 var File_outpost_v1_certificate_proto protoreflect.FileDescriptor
 
 const file_outpost_v1_certificate_proto_rawDesc = "" +
@@ -1939,7 +2019,10 @@ const file_outpost_v1_certificate_proto_rawDesc = "" +
 	"\x0fcertificate_pem\x18\x02 \x01(\tR\x0ecertificatePem\"s\n" +
 	"\x13CompleteCsrResponse\x129\n" +
 	"\vcertificate\x18\x01 \x01(\v2\x17.outpost.v1.CertificateR\vcertificate\x12!\n" +
-	"\x03csr\x18\x02 \x01(\v2\x0f.outpost.v1.CsrR\x03csr2\xa2\n" +
+	"\x03csr\x18\x02 \x01(\v2\x0f.outpost.v1.CsrR\x03csr\"\"\n" +
+	"\x10DeleteCsrRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\x13\n" +
+	"\x11DeleteCsrResponse2\xec\n" +
 	"\n" +
 	"\x12CertificateService\x12`\n" +
 	"\x11UploadCertificate\x12$.outpost.v1.UploadCertificateRequest\x1a%.outpost.v1.UploadCertificateResponse\x12W\n" +
@@ -1955,7 +2038,8 @@ const file_outpost_v1_certificate_proto_rawDesc = "" +
 	"\tCreateCsr\x12\x1c.outpost.v1.CreateCsrRequest\x1a\x1d.outpost.v1.CreateCsrResponse\x12?\n" +
 	"\x06GetCsr\x12\x19.outpost.v1.GetCsrRequest\x1a\x1a.outpost.v1.GetCsrResponse\x12E\n" +
 	"\bListCsrs\x12\x1b.outpost.v1.ListCsrsRequest\x1a\x1c.outpost.v1.ListCsrsResponse\x12N\n" +
-	"\vCompleteCsr\x12\x1e.outpost.v1.CompleteCsrRequest\x1a\x1f.outpost.v1.CompleteCsrResponseB;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
+	"\vCompleteCsr\x12\x1e.outpost.v1.CompleteCsrRequest\x1a\x1f.outpost.v1.CompleteCsrResponse\x12H\n" +
+	"\tDeleteCsr\x12\x1c.outpost.v1.DeleteCsrRequest\x1a\x1d.outpost.v1.DeleteCsrResponseB;Z9github.com/outpost-cdn/outpost/proto/outpost/v1;outpostv1b\x06proto3"
 
 var (
 	file_outpost_v1_certificate_proto_rawDescOnce sync.Once
@@ -1969,7 +2053,7 @@ func file_outpost_v1_certificate_proto_rawDescGZIP() []byte {
 	return file_outpost_v1_certificate_proto_rawDescData
 }
 
-var file_outpost_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_outpost_v1_certificate_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_outpost_v1_certificate_proto_goTypes = []any{
 	(*UploadCertificateRequest)(nil),         // 0: outpost.v1.UploadCertificateRequest
 	(*UploadCertificateResponse)(nil),        // 1: outpost.v1.UploadCertificateResponse
@@ -2002,38 +2086,40 @@ var file_outpost_v1_certificate_proto_goTypes = []any{
 	(*ListCsrsResponse)(nil),                 // 28: outpost.v1.ListCsrsResponse
 	(*CompleteCsrRequest)(nil),               // 29: outpost.v1.CompleteCsrRequest
 	(*CompleteCsrResponse)(nil),              // 30: outpost.v1.CompleteCsrResponse
-	(*Certificate)(nil),                      // 31: outpost.v1.Certificate
-	(CertificateState)(0),                    // 32: outpost.v1.CertificateState
-	(*timestamppb.Timestamp)(nil),            // 33: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),              // 34: google.protobuf.Duration
-	(ChainTrust)(0),                          // 35: outpost.v1.ChainTrust
-	(CertificateSource)(0),                   // 36: outpost.v1.CertificateSource
-	(*FreeCertificate)(nil),                  // 37: outpost.v1.FreeCertificate
-	(KeyType)(0),                             // 38: outpost.v1.KeyType
+	(*DeleteCsrRequest)(nil),                 // 31: outpost.v1.DeleteCsrRequest
+	(*DeleteCsrResponse)(nil),                // 32: outpost.v1.DeleteCsrResponse
+	(*Certificate)(nil),                      // 33: outpost.v1.Certificate
+	(CertificateState)(0),                    // 34: outpost.v1.CertificateState
+	(*timestamppb.Timestamp)(nil),            // 35: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),              // 36: google.protobuf.Duration
+	(ChainTrust)(0),                          // 37: outpost.v1.ChainTrust
+	(CertificateSource)(0),                   // 38: outpost.v1.CertificateSource
+	(*FreeCertificate)(nil),                  // 39: outpost.v1.FreeCertificate
+	(KeyType)(0),                             // 40: outpost.v1.KeyType
 }
 var file_outpost_v1_certificate_proto_depIdxs = []int32{
-	31, // 0: outpost.v1.UploadCertificateResponse.certificate:type_name -> outpost.v1.Certificate
-	31, // 1: outpost.v1.GetCertificateResponse.certificate:type_name -> outpost.v1.Certificate
-	32, // 2: outpost.v1.ListCertificatesRequest.state:type_name -> outpost.v1.CertificateState
-	31, // 3: outpost.v1.ListCertificatesResponse.certificates:type_name -> outpost.v1.Certificate
+	33, // 0: outpost.v1.UploadCertificateResponse.certificate:type_name -> outpost.v1.Certificate
+	33, // 1: outpost.v1.GetCertificateResponse.certificate:type_name -> outpost.v1.Certificate
+	34, // 2: outpost.v1.ListCertificatesRequest.state:type_name -> outpost.v1.CertificateState
+	33, // 3: outpost.v1.ListCertificatesResponse.certificates:type_name -> outpost.v1.Certificate
 	9,  // 4: outpost.v1.DeployCertificateResponse.results:type_name -> outpost.v1.DeployResult
-	31, // 5: outpost.v1.RenewCertificateResponse.certificate:type_name -> outpost.v1.Certificate
-	33, // 6: outpost.v1.DomainCertificateInfo.not_before:type_name -> google.protobuf.Timestamp
-	33, // 7: outpost.v1.DomainCertificateInfo.not_after:type_name -> google.protobuf.Timestamp
-	32, // 8: outpost.v1.DomainCertificateInfo.state:type_name -> outpost.v1.CertificateState
-	34, // 9: outpost.v1.DomainCertificateInfo.remaining:type_name -> google.protobuf.Duration
-	35, // 10: outpost.v1.DomainCertificateInfo.chain_trust:type_name -> outpost.v1.ChainTrust
-	36, // 11: outpost.v1.DomainCertificateInfo.source:type_name -> outpost.v1.CertificateSource
-	37, // 12: outpost.v1.DomainCertificateInfo.free:type_name -> outpost.v1.FreeCertificate
+	33, // 5: outpost.v1.RenewCertificateResponse.certificate:type_name -> outpost.v1.Certificate
+	35, // 6: outpost.v1.DomainCertificateInfo.not_before:type_name -> google.protobuf.Timestamp
+	35, // 7: outpost.v1.DomainCertificateInfo.not_after:type_name -> google.protobuf.Timestamp
+	34, // 8: outpost.v1.DomainCertificateInfo.state:type_name -> outpost.v1.CertificateState
+	36, // 9: outpost.v1.DomainCertificateInfo.remaining:type_name -> google.protobuf.Duration
+	37, // 10: outpost.v1.DomainCertificateInfo.chain_trust:type_name -> outpost.v1.ChainTrust
+	38, // 11: outpost.v1.DomainCertificateInfo.source:type_name -> outpost.v1.CertificateSource
+	39, // 12: outpost.v1.DomainCertificateInfo.free:type_name -> outpost.v1.FreeCertificate
 	16, // 13: outpost.v1.ListHttpsDomainsResponse.domains:type_name -> outpost.v1.DomainCertificateInfo
 	16, // 14: outpost.v1.GetDomainCertificateInfoResponse.info:type_name -> outpost.v1.DomainCertificateInfo
-	38, // 15: outpost.v1.Csr.key_type:type_name -> outpost.v1.KeyType
-	33, // 16: outpost.v1.Csr.create_time:type_name -> google.protobuf.Timestamp
-	38, // 17: outpost.v1.CreateCsrRequest.key_type:type_name -> outpost.v1.KeyType
+	40, // 15: outpost.v1.Csr.key_type:type_name -> outpost.v1.KeyType
+	35, // 16: outpost.v1.Csr.create_time:type_name -> google.protobuf.Timestamp
+	40, // 17: outpost.v1.CreateCsrRequest.key_type:type_name -> outpost.v1.KeyType
 	22, // 18: outpost.v1.CreateCsrResponse.csr:type_name -> outpost.v1.Csr
 	22, // 19: outpost.v1.GetCsrResponse.csr:type_name -> outpost.v1.Csr
 	22, // 20: outpost.v1.ListCsrsResponse.csrs:type_name -> outpost.v1.Csr
-	31, // 21: outpost.v1.CompleteCsrResponse.certificate:type_name -> outpost.v1.Certificate
+	33, // 21: outpost.v1.CompleteCsrResponse.certificate:type_name -> outpost.v1.Certificate
 	22, // 22: outpost.v1.CompleteCsrResponse.csr:type_name -> outpost.v1.Csr
 	0,  // 23: outpost.v1.CertificateService.UploadCertificate:input_type -> outpost.v1.UploadCertificateRequest
 	2,  // 24: outpost.v1.CertificateService.GetCertificate:input_type -> outpost.v1.GetCertificateRequest
@@ -2049,22 +2135,24 @@ var file_outpost_v1_certificate_proto_depIdxs = []int32{
 	25, // 34: outpost.v1.CertificateService.GetCsr:input_type -> outpost.v1.GetCsrRequest
 	27, // 35: outpost.v1.CertificateService.ListCsrs:input_type -> outpost.v1.ListCsrsRequest
 	29, // 36: outpost.v1.CertificateService.CompleteCsr:input_type -> outpost.v1.CompleteCsrRequest
-	1,  // 37: outpost.v1.CertificateService.UploadCertificate:output_type -> outpost.v1.UploadCertificateResponse
-	3,  // 38: outpost.v1.CertificateService.GetCertificate:output_type -> outpost.v1.GetCertificateResponse
-	5,  // 39: outpost.v1.CertificateService.ListCertificates:output_type -> outpost.v1.ListCertificatesResponse
-	7,  // 40: outpost.v1.CertificateService.DeleteCertificate:output_type -> outpost.v1.DeleteCertificateResponse
-	10, // 41: outpost.v1.CertificateService.DeployCertificate:output_type -> outpost.v1.DeployCertificateResponse
-	12, // 42: outpost.v1.CertificateService.RenewCertificate:output_type -> outpost.v1.RenewCertificateResponse
-	14, // 43: outpost.v1.CertificateService.ListCertificateDomains:output_type -> outpost.v1.ListCertificateDomainsResponse
-	17, // 44: outpost.v1.CertificateService.ListHttpsDomains:output_type -> outpost.v1.ListHttpsDomainsResponse
-	19, // 45: outpost.v1.CertificateService.GetDomainCertificateInfo:output_type -> outpost.v1.GetDomainCertificateInfoResponse
-	21, // 46: outpost.v1.CertificateService.GetCertificateStats:output_type -> outpost.v1.GetCertificateStatsResponse
-	24, // 47: outpost.v1.CertificateService.CreateCsr:output_type -> outpost.v1.CreateCsrResponse
-	26, // 48: outpost.v1.CertificateService.GetCsr:output_type -> outpost.v1.GetCsrResponse
-	28, // 49: outpost.v1.CertificateService.ListCsrs:output_type -> outpost.v1.ListCsrsResponse
-	30, // 50: outpost.v1.CertificateService.CompleteCsr:output_type -> outpost.v1.CompleteCsrResponse
-	37, // [37:51] is the sub-list for method output_type
-	23, // [23:37] is the sub-list for method input_type
+	31, // 37: outpost.v1.CertificateService.DeleteCsr:input_type -> outpost.v1.DeleteCsrRequest
+	1,  // 38: outpost.v1.CertificateService.UploadCertificate:output_type -> outpost.v1.UploadCertificateResponse
+	3,  // 39: outpost.v1.CertificateService.GetCertificate:output_type -> outpost.v1.GetCertificateResponse
+	5,  // 40: outpost.v1.CertificateService.ListCertificates:output_type -> outpost.v1.ListCertificatesResponse
+	7,  // 41: outpost.v1.CertificateService.DeleteCertificate:output_type -> outpost.v1.DeleteCertificateResponse
+	10, // 42: outpost.v1.CertificateService.DeployCertificate:output_type -> outpost.v1.DeployCertificateResponse
+	12, // 43: outpost.v1.CertificateService.RenewCertificate:output_type -> outpost.v1.RenewCertificateResponse
+	14, // 44: outpost.v1.CertificateService.ListCertificateDomains:output_type -> outpost.v1.ListCertificateDomainsResponse
+	17, // 45: outpost.v1.CertificateService.ListHttpsDomains:output_type -> outpost.v1.ListHttpsDomainsResponse
+	19, // 46: outpost.v1.CertificateService.GetDomainCertificateInfo:output_type -> outpost.v1.GetDomainCertificateInfoResponse
+	21, // 47: outpost.v1.CertificateService.GetCertificateStats:output_type -> outpost.v1.GetCertificateStatsResponse
+	24, // 48: outpost.v1.CertificateService.CreateCsr:output_type -> outpost.v1.CreateCsrResponse
+	26, // 49: outpost.v1.CertificateService.GetCsr:output_type -> outpost.v1.GetCsrResponse
+	28, // 50: outpost.v1.CertificateService.ListCsrs:output_type -> outpost.v1.ListCsrsResponse
+	30, // 51: outpost.v1.CertificateService.CompleteCsr:output_type -> outpost.v1.CompleteCsrResponse
+	32, // 52: outpost.v1.CertificateService.DeleteCsr:output_type -> outpost.v1.DeleteCsrResponse
+	38, // [38:53] is the sub-list for method output_type
+	23, // [23:38] is the sub-list for method input_type
 	23, // [23:23] is the sub-list for extension type_name
 	23, // [23:23] is the sub-list for extension extendee
 	0,  // [0:23] is the sub-list for field type_name
@@ -2082,7 +2170,7 @@ func file_outpost_v1_certificate_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_outpost_v1_certificate_proto_rawDesc), len(file_outpost_v1_certificate_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   31,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -35,6 +35,7 @@ const (
 	CertificateService_GetCsr_FullMethodName                   = "/outpost.v1.CertificateService/GetCsr"
 	CertificateService_ListCsrs_FullMethodName                 = "/outpost.v1.CertificateService/ListCsrs"
 	CertificateService_CompleteCsr_FullMethodName              = "/outpost.v1.CertificateService/CompleteCsr"
+	CertificateService_DeleteCsr_FullMethodName                = "/outpost.v1.CertificateService/DeleteCsr"
 )
 
 // CertificateServiceClient is the client API for CertificateService service.
@@ -89,6 +90,10 @@ type CertificateServiceClient interface {
 	// with the CSR's key as a new certificate (InvalidArgument
 	// CertificateKeyMismatch when it was signed for another key).
 	CompleteCsr(ctx context.Context, in *CompleteCsrRequest, opts ...grpc.CallOption) (*CompleteCsrResponse, error)
+	// DeleteCsr deletes a CSR. A pending CSR's private key is deleted with
+	// it, so a certificate a CA signs for it later cannot be completed; a
+	// completed CSR's key belongs to its certificate, which stays.
+	DeleteCsr(ctx context.Context, in *DeleteCsrRequest, opts ...grpc.CallOption) (*DeleteCsrResponse, error)
 }
 
 type certificateServiceClient struct {
@@ -239,6 +244,16 @@ func (c *certificateServiceClient) CompleteCsr(ctx context.Context, in *Complete
 	return out, nil
 }
 
+func (c *certificateServiceClient) DeleteCsr(ctx context.Context, in *DeleteCsrRequest, opts ...grpc.CallOption) (*DeleteCsrResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteCsrResponse)
+	err := c.cc.Invoke(ctx, CertificateService_DeleteCsr_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // CertificateServiceServer is the server API for CertificateService service.
 // All implementations must embed UnimplementedCertificateServiceServer
 // for forward compatibility.
@@ -291,6 +306,10 @@ type CertificateServiceServer interface {
 	// with the CSR's key as a new certificate (InvalidArgument
 	// CertificateKeyMismatch when it was signed for another key).
 	CompleteCsr(context.Context, *CompleteCsrRequest) (*CompleteCsrResponse, error)
+	// DeleteCsr deletes a CSR. A pending CSR's private key is deleted with
+	// it, so a certificate a CA signs for it later cannot be completed; a
+	// completed CSR's key belongs to its certificate, which stays.
+	DeleteCsr(context.Context, *DeleteCsrRequest) (*DeleteCsrResponse, error)
 	mustEmbedUnimplementedCertificateServiceServer()
 }
 
@@ -342,6 +361,9 @@ func (UnimplementedCertificateServiceServer) ListCsrs(context.Context, *ListCsrs
 }
 func (UnimplementedCertificateServiceServer) CompleteCsr(context.Context, *CompleteCsrRequest) (*CompleteCsrResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CompleteCsr not implemented")
+}
+func (UnimplementedCertificateServiceServer) DeleteCsr(context.Context, *DeleteCsrRequest) (*DeleteCsrResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteCsr not implemented")
 }
 func (UnimplementedCertificateServiceServer) mustEmbedUnimplementedCertificateServiceServer() {}
 func (UnimplementedCertificateServiceServer) testEmbeddedByValue()                            {}
@@ -616,6 +638,24 @@ func _CertificateService_CompleteCsr_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _CertificateService_DeleteCsr_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteCsrRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(CertificateServiceServer).DeleteCsr(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: CertificateService_DeleteCsr_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(CertificateServiceServer).DeleteCsr(ctx, req.(*DeleteCsrRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // CertificateService_ServiceDesc is the grpc.ServiceDesc for CertificateService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -678,6 +718,10 @@ var CertificateService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "CompleteCsr",
 			Handler:    _CertificateService_CompleteCsr_Handler,
+		},
+		{
+			MethodName: "DeleteCsr",
+			Handler:    _CertificateService_DeleteCsr_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
