@@ -2,14 +2,15 @@
 // example (deploy/compose) and other demos: it needs no files and no image
 // from a registry. It answers every path with a small text page that names the
 // path, the Host header and the origin's name, with a Cache-Control max-age so
-// that edges cache it, and /1k.bin with 1 KiB of bytes fixed at start-up.
+// that edges cache it, and /1k.bin with 1 KiB of bytes fixed at start-up
+// (/100k.bin, /4m.bin and other /<n>k.bin and /<n>m.bin repeat them, for a
+// load test's size mix).
 //
 // It is not a general web server; a real deployment points its domains at its
 // own origins.
 package main
 
 import (
-	"bytes"
 	"crypto/rand"
 	"flag"
 	"fmt"
@@ -17,6 +18,8 @@ import (
 	"net/http"
 	"os"
 	"time"
+
+	"github.com/outpost-cdn/outpost/internal/sizedbody"
 )
 
 func main() {
@@ -35,12 +38,13 @@ func main() {
 		w.Header().Set("Cache-Control", "no-store")
 		fmt.Fprintln(w, "ok")
 	})
-	mux.HandleFunc("/1k.bin", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", *maxAge))
-		http.ServeContent(w, r, "1k.bin", start, bytes.NewReader(blob))
-	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if size, ok := sizedbody.Path(r.URL.Path); ok { // /1k.bin, /100k.bin, /4m.bin…
+			w.Header().Set("Content-Type", "application/octet-stream")
+			w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", *maxAge))
+			http.ServeContent(w, r, "", start, sizedbody.Reader(blob, size))
+			return
+		}
 		log.Info("request", "method", r.Method, "host", r.Host, "path", r.URL.Path, "remote", r.RemoteAddr)
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Header().Set("Cache-Control", fmt.Sprintf("public, max-age=%d", *maxAge))

@@ -411,6 +411,16 @@ func checkOrigin(t *testing.T, ep Endpoints) {
 			t.Errorf("%s /1k.bin is %d bytes", tc.name, len(blob))
 		}
 		bodies[tc.name] = blob
+		// The load test's size classes: /100k.bin is the 1 KiB repeated.
+		big, _ := get(t, client, "https://"+tc.name+"/100k.bin")
+		if big != strings.Repeat(blob, 100) {
+			t.Errorf("%s /100k.bin is %d bytes, not /1k.bin 100 times", tc.name, len(big))
+		}
+		if resp, err := client.Get("https://" + tc.name + "/0k.bin"); err != nil || resp.StatusCode != http.StatusNotFound {
+			t.Errorf("%s /0k.bin: %v %v, want 404", tc.name, resp, err)
+		} else {
+			resp.Body.Close()
+		}
 	}
 	if bodies[OriginNameA] == bodies[OriginNameB] {
 		t.Error("both vhosts serve the same /1k.bin")

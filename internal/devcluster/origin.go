@@ -1,7 +1,6 @@
 package devcluster
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/outpost-cdn/outpost/internal/sizedbody"
 )
 
 // The demo origin's virtual hosts. Both are served on one IP and port over
@@ -40,7 +41,7 @@ type vhost struct {
 	name  string
 	label string // "a" or "b"
 	cert  *tls.Certificate
-	blob  []byte // /1k.bin, random per start
+	blob  []byte // /1k.bin, random per start; larger sizes repeat it
 	start time.Time
 }
 
@@ -240,10 +241,6 @@ func (o *origin) handler(pick func(*http.Request) *vhost) http.Handler {
 			h.Set("Cache-Control", "public, max-age=3600")
 			h.Set("Content-Type", "text/plain; charset=utf-8")
 			fmt.Fprintf(w, "made by origin vhost %s at %s\n", v.label, time.Now().UTC().Format(time.RFC3339Nano))
-		case "/1k.bin":
-			h.Set("Content-Type", "application/octet-stream")
-			h.Set("ETag", fmt.Sprintf(`"%s-%d"`, v.label, v.start.UnixNano()))
-			http.ServeContent(w, r, "1k.bin", v.start, bytes.NewReader(v.blob))
 		case "/":
 			h.Set("Content-Type", "text/html; charset=utf-8")
 			sni := "(plain HTTP)"
@@ -255,11 +252,19 @@ func (o *origin) handler(pick func(*http.Request) *vhost) http.Handler {
 <body>
 <h1>Outpost demo origin: vhost %[1]s (%[2]s)</h1>
 <p>TLS server name (SNI): %[3]s<br>Host header: %[4]s</p>
-<ul><li><a href="/whoami.txt">/whoami.txt</a></li><li><a href="/time.txt">/time.txt</a> (cacheable)</li><li><a href="/1k.bin">/1k.bin</a> (1024 random bytes)</li></ul>
+<ul><li><a href="/whoami.txt">/whoami.txt</a></li><li><a href="/time.txt">/time.txt</a> (cacheable)</li><li><a href="/1k.bin">/1k.bin</a> (1024 random bytes; /100k.bin, /4m.bin… repeat them)</li></ul>
 </body></html>
 `, v.label, v.name, html.EscapeString(sni), html.EscapeString(r.Host))
 		default:
-			http.NotFound(w, r)
+			// /1k.bin, /100k.bin, /4m.bin…: the vhost's 1 KiB repeated.
+			size, ok := sizedbody.Path(r.URL.Path)
+			if !ok {
+				http.NotFound(w, r)
+				return
+			}
+			h.Set("Content-Type", "application/octet-stream")
+			h.Set("ETag", fmt.Sprintf(`"%s-%d-%d"`, v.label, v.start.UnixNano(), size))
+			http.ServeContent(w, r, "", v.start, sizedbody.Reader(v.blob, size))
 		}
 	})
 }
