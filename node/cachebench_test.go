@@ -124,6 +124,29 @@ func BenchmarkCacheHit(b *testing.B) {
 	}
 }
 
+// BenchmarkUncached compares requests that neither edge may cache (the
+// origin answers /nostore/n.txt, 13 bytes, with Cache-Control: no-store)
+// over HTTPS keep-alive: each one goes to the origin (nginx, over HTTPS
+// with origin SNI and keep-alive, the same origin for both), A B A B. The
+// client is wrk, as in BenchmarkCacheHit. server-cpu-µs/op is not
+// comparable here: nginx's processes are the origin too. Reproduce:
+//
+//	go test -run '^$' -bench BenchmarkUncached -benchtime 3s ./node
+func BenchmarkUncached(b *testing.B) {
+	h := hitSetup(b)
+	for round := range 2 {
+		for _, tg := range []struct {
+			name, addr string
+			roots      *x509.CertPool
+			pids       func() []int
+		}{{"outpost", h.edgeHTTPS, h.roots, h.edgePids}, {"nginx", h.peer.edgeHTTPS, h.peerRoots, h.peer.pids}} {
+			b.Run(fmt.Sprintf("%s/round%d", tg.name, round), func(b *testing.B) {
+				benchHits(b, tg.addr, host, "/nostore/n.txt", tg.roots, tg.pids)
+			})
+		}
+	}
+}
+
 // host is the accelerated name of the cache benchmarks, on both edges.
 const host = "a.example.test"
 

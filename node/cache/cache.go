@@ -100,6 +100,12 @@ type Config struct {
 	DiskQueue int
 	// Logger reports disk tier trouble; default slog.Default().
 	Logger *slog.Logger
+	// PassTTL is how long a key whose origin response could not be shared
+	// (no-store, private, a cookie…) is fetched without request
+	// collapsing: concurrent requests go to the origin side by side
+	// instead of each waiting for the one before (Varnish's hit-for-miss).
+	// A response that can be stored ends it early. Default DefaultPassTTL.
+	PassTTL time.Duration
 	// HoldPrevious keeps the entries a previous run left in Dir from
 	// being served until ServePrevious: lookups find them absent (a miss
 	// stores a fresh copy over them), while purges remove them as usual.
@@ -107,6 +113,13 @@ type Config struct {
 	// down (purges it missed) before it serves what it kept.
 	HoldPrevious bool
 }
+
+// DefaultPassTTL is Config.PassTTL's default, Varnish's for hit-for-miss.
+const DefaultPassTTL = 2 * time.Minute
+
+// maxPasses bounds the keys remembered as uncacheable (the least used go
+// first): a forgotten one costs one collapsed round, not correctness.
+const maxPasses = 1 << 16
 
 // Stats are cumulative counters.
 type Stats struct {
@@ -123,6 +136,13 @@ type Cache struct {
 	// a purge never stores its (stale) response after it.
 	mu    sync.Mutex
 	fills map[string]*Fill
+	// solo are fills of uncacheable keys (passes), which nobody joins;
+	// purges doom them as they doom shared fills.
+	solo map[*Fill]struct{}
+	// passes marks keys whose last origin response could not be shared,
+	// until a time (hit-for-miss): Acquire does not collapse their
+	// requests, which would only queue each behind the one before.
+	passes *otter.Cache[string, time.Time]
 
 	evictions func()
 	closeOnce sync.Once
@@ -163,7 +183,11 @@ func Open(cfg Config, onEvict func()) (*Cache, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Cache{cfg: cfg, fills: map[string]*Fill{}, evictions: onEvict}
+	if cfg.PassTTL <= 0 {
+		cfg.PassTTL = DefaultPassTTL
+	}
+	c := &Cache{cfg: cfg, fills: map[string]*Fill{}, solo: map[*Fill]struct{}{}, evictions: onEvict,
+		passes: otter.Must(&otter.Options[string, time.Time]{MaximumSize: maxPasses})}
 	if cfg.Dir != "" {
 		d, err := openDisk(cfg)
 		if err != nil {
@@ -194,6 +218,7 @@ func (c *Cache) Close() {
 			c.disk.close(c)
 		}
 		c.mem.StopAllGoroutines()
+		c.passes.StopAllGoroutines()
 	})
 }
 
@@ -355,6 +380,11 @@ func (c *Cache) Purge(match Matcher) int {
 			f.doom()
 		}
 	}
+	for f := range c.solo {
+		if match(f.base) {
+			f.doom()
+		}
+	}
 	var doomed []string
 	for k, e := range c.mem.All() {
 		if match(e.Base) {
@@ -392,6 +422,9 @@ func (c *Cache) PurgeAll() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, f := range c.fills {
+		f.doom()
+	}
+	for f := range c.solo {
 		f.doom()
 	}
 	c.mem.InvalidateAll()

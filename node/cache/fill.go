@@ -32,6 +32,7 @@ type Fill struct {
 	err     error
 	doomed  bool
 	waiters int
+	solo    bool // in Cache.solo, not Cache.fills (a pass: see Acquire)
 }
 
 func (f *Fill) lock()   { f.mu <- struct{}{} }
@@ -78,11 +79,18 @@ func (f *Fill) doom() {
 // joins. label is the X-Cache value clients report (MISS, EXPIRED, STALE).
 func (f *Fill) SetHeader(status int, header http.Header, shared bool, label string) {
 	if !shared {
-		f.c.mu.Lock()
-		if f.c.fills[f.key] == f {
-			delete(f.c.fills, f.key)
+		c := f.c
+		c.mu.Lock()
+		if c.fills[f.key] == f {
+			delete(c.fills, f.key)
 		}
-		f.c.mu.Unlock()
+		// Until the pass ends, requests for the key do not wait on one
+		// another's fills. Not for origin errors: collapsing is what
+		// shields a struggling origin.
+		if status < 500 {
+			c.passes.Set(f.key, c.cfg.Now().Add(c.cfg.PassTTL))
+		}
+		c.mu.Unlock()
 	}
 	f.lock()
 	f.hasHead, f.status, f.header, f.shared, f.label = true, status, header, shared, label
@@ -118,6 +126,9 @@ func (f *Fill) Finish(err error, st *StoreAs) {
 	if c.fills[f.key] == f {
 		delete(c.fills, f.key)
 	}
+	if f.solo {
+		delete(c.solo, f)
+	}
 	f.lock()
 	if !f.hasHead && err == nil {
 		err = errNoHeader
@@ -137,6 +148,7 @@ func (f *Fill) Finish(err error, st *StoreAs) {
 		}
 		c.storeLocked(&Entry{Base: f.base, Key: key, Status: status, Header: header, Body: body,
 			Stored: st.Stored, InitialAge: st.InitialAge, Fresh: st.Decision.Fresh, StaleIfError: st.Decision.StaleIfError}, st.Varies)
+		c.passes.Invalidate(f.key) // cacheable again: collapse again
 	}
 	c.mu.Unlock()
 	f.lock()
