@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -153,7 +152,7 @@ func (n *Node) runFill(f *cache.Fill, j *fillJob) {
 	}
 	header := responseHeader(resp.Header)
 	f.SetHeader(resp.StatusCode, header, dec.Store, label)
-	nbytes, err := io.Copy(f, resp.Body)
+	nbytes, err := copyPooled(f, resp.Body)
 	n.metrics.originBytes.WithLabelValues(domain).Add(float64(nbytes))
 	if err != nil {
 		f.Finish(err, nil)

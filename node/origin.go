@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log"
 	"math/rand/v2"
 	"net"
@@ -140,6 +141,7 @@ func (n *Node) newReverseProxy() *httputil.ReverseProxy {
 		},
 		ErrorHandler: n.originError,
 		ErrorLog:     log.New(discard{}, "", 0),
+		BufferPool:   &copyBuffers,
 	}
 }
 
@@ -327,3 +329,28 @@ func failureKind(err error) string {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+// copyBuffers are the buffers of origin-to-client and origin-to-cache
+// copies: without them every request allocates 32 KiB (io.Copy's buffer,
+// ReverseProxy's), which on small responses is most of the edge's
+// allocation and so of its GC work.
+var copyBuffers = bufferPool{sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+// bufferPool is an httputil.BufferPool.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte { return *b.p.Get().(*[]byte) }
+
+func (b *bufferPool) Put(buf []byte) {
+	if cap(buf) == 32<<10 {
+		buf = buf[:cap(buf)]
+		b.p.Put(&buf)
+	}
+}
+
+// copyPooled is io.Copy with a buffer from copyBuffers.
+func copyPooled(dst io.Writer, src io.Reader) (int64, error) {
+	buf := copyBuffers.Get()
+	defer copyBuffers.Put(buf)
+	return io.CopyBuffer(dst, src, buf)
+}

@@ -65,7 +65,7 @@ func parseRange(h string) (start, end, suffix int64, ranged, ok bool) {
 
 // copyLimited copies at most limit bytes; more is an error.
 func copyLimited(dst io.Writer, src io.Reader, limit int64) (int64, error) {
-	n, err := io.Copy(dst, io.LimitReader(src, limit))
+	n, err := copyPooled(dst, io.LimitReader(src, limit))
 	if err == nil && n == limit {
 		err = errors.New("the origin sent more than the range asked for")
 	}
