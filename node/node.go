@@ -133,6 +133,7 @@ type Node struct {
 	state atomic.Pointer[state]
 
 	persist    *persister
+	saver      *saver
 	streamer   *streamer
 	metrics    *metrics
 	transports *transports
@@ -200,6 +201,7 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	if n.persist, err = newPersister(cfg.DataDir, cfg.KeyringFile); err != nil {
 		return nil, err
 	}
+	n.saver = newSaver(n.persist, n.log)
 	// Static stability: serve the last good config at once, before (and
 	// whether or not) any controller answers.
 	if d, err := n.persist.load(ctx); err != nil {
@@ -279,7 +281,8 @@ func Start(ctx context.Context, cfg Config) (_ *Node, err error) {
 	return n, nil
 }
 
-// apply builds, validates and swaps in a new config, then persists it.
+// apply builds, validates and swaps in a new config, then has it persisted
+// in the background.
 // On error the current config stays.
 func (n *Node) apply(ctx context.Context, d *desired) error {
 	prev := n.state.Load()
@@ -291,9 +294,7 @@ func (n *Node) apply(ctx context.Context, d *desired) error {
 	n.applyCluster(d)
 	n.tasks.apply(ctx, d, st, prev.revision)
 	n.metrics.revision.Set(float64(st.revision))
-	if err := n.persist.save(ctx, d); err != nil {
-		n.log.Error("cannot persist the config", "revision", d.revision, "err", err)
-	}
+	n.saver.submit(d) // in the background: the ACK does not wait for the disk
 	n.log.Debug("applied config", "revision", d.revision, "domains", len(st.sites))
 	return nil
 }
@@ -408,6 +409,9 @@ func (n *Node) Close() {
 	n.wg.Wait()
 	if n.streamer != nil {
 		n.streamer.close()
+	}
+	if n.saver != nil {
+		n.saver.close() // writes the last config applied
 	}
 	n.transports.closeIdle()
 	n.cache.Close()

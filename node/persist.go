@@ -8,9 +8,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sort"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -232,4 +234,76 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// saver persists configs in the background, so that applying a config (and
+// the ACK after it) never waits for the disk: with many certificates a
+// snapshot is large, and purges change the config often. Configs that
+// arrive while a save runs are coalesced: only the newest is written.
+// close writes the last one before it returns.
+type saver struct {
+	p   *persister
+	log *slog.Logger
+
+	mu      sync.Mutex
+	next    *desired // waiting to be written, or nil
+	closed  bool
+	wake    chan struct{}
+	stopped chan struct{}
+	// saved, for tests, is called after each save with its revision.
+	saved func(rev int64)
+}
+
+func newSaver(p *persister, log *slog.Logger) *saver {
+	s := &saver{p: p, log: log, wake: make(chan struct{}, 1), stopped: make(chan struct{})}
+	go s.run()
+	return s
+}
+
+// submit queues d to be written, replacing a config still waiting.
+func (s *saver) submit(d *desired) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.next = d
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *saver) run() {
+	defer close(s.stopped)
+	for range s.wake {
+		s.mu.Lock()
+		d, closed := s.next, s.closed
+		s.next = nil
+		s.mu.Unlock()
+		if d != nil {
+			if err := s.p.save(context.Background(), d); err != nil {
+				s.log.Error("cannot persist the config", "revision", d.revision, "err", err)
+			} else if s.saved != nil {
+				s.saved(d.revision)
+			}
+		}
+		if closed {
+			return
+		}
+	}
+}
+
+// close writes the config still waiting, if any, and stops.
+func (s *saver) close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		<-s.stopped
+		return
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.wake)
+	<-s.stopped
 }
