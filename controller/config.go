@@ -75,6 +75,9 @@ type Config struct {
 	// token with that secret exists yet). BootstrapTokenFile reads it from a file.
 	BootstrapToken     string
 	BootstrapTokenFile string
+	// MetricsAddr serves Prometheus metrics on /metrics (plain HTTP: keep
+	// it on a private network); "" disables.
+	MetricsAddr string
 	// BucketEventsAddr is the HTTP address of the bucket-events endpoint
 	// (POST /v1/bucket-events/<domain>) that object-storage buckets send
 	// their S3 event notifications to, for automatic cache update. Empty
@@ -223,6 +226,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		memberTTL = defaultMemberCertTTL
 	}
 	fs.DurationVar(&c.MemberCertTTL, "node-cert-ttl", memberTTL, "lifetime of the certificates issued to edge nodes and schedulers; they renew at two thirds of it (env OUTPOST_NODE_CERT_TTL)")
+	fs.StringVar(&c.MetricsAddr, "metrics", cmdutil.Env("OUTPOST_METRICS_ADDR", ""), "Prometheus metrics listen address (plain HTTP, /metrics); empty disables (env OUTPOST_METRICS_ADDR)")
 	fs.StringVar(&c.BucketEventsAddr, "bucket-events-addr", cmdutil.Env("OUTPOST_BUCKET_EVENTS_ADDR", ""), "HTTP address of the bucket-events endpoint for automatic cache update, POST /v1/bucket-events/<domain>; empty serves none (env OUTPOST_BUCKET_EVENTS_ADDR)")
 }
 

@@ -54,6 +54,12 @@ func (s *configService) StreamConfig(stream outpostv1.ConfigDiscoveryService_Str
 	streamID := newID("stream")
 	rec := &nodeRecord{rec: &storagev1.NodeRecord{Info: info, AppliedRevision: sub.GetLastAppliedRevision(), LastSeen: c.timestamp()}}
 	edge := p.MemberRole == outpostv1.MemberRole_MEMBER_ROLE_NODE
+	role := "scheduler"
+	if edge {
+		role = "node"
+	}
+	c.metrics.streams.WithLabelValues(role).Inc()
+	defer c.metrics.streams.WithLabelValues(role).Dec()
 	if edge {
 		c.markConnected(ctx, rec, streamID)
 		defer func() {
@@ -141,11 +147,13 @@ func (s *configService) receive(ctx context.Context, stream outpostv1.ConfigDisc
 		}
 		switch m := msg.GetKind().(type) {
 		case *outpostv1.StreamConfigRequest_Ack:
+			c.metrics.acks.WithLabelValues("ack").Inc()
 			rec.update(func(r *storagev1.NodeRecord) {
 				r.AppliedRevision = m.Ack.GetRevision()
 				r.LastSeen = c.timestamp()
 			})
 		case *outpostv1.StreamConfigRequest_Nack:
+			c.metrics.acks.WithLabelValues("nack").Inc()
 			c.log.Warn("node refused a config", "node", rec.rec.GetInfo().GetName(), "revision", m.Nack.GetRevision(), "error", m.Nack.GetError())
 			rec.update(func(r *storagev1.NodeRecord) {
 				r.LastNack = &outpostv1.Nack{Revision: m.Nack.GetRevision(), Error: m.Nack.GetError(), Time: timestamppb.New(c.cfg.Now())}

@@ -51,6 +51,10 @@ type Controller struct {
 	ca     *clusterCA
 	lis    net.Listener
 	srv    *grpc.Server
+	// metrics, and their HTTP server when Config.MetricsAddr is set.
+	metrics    *metrics
+	metricsSrv *http.Server
+	metricsLis net.Listener
 	health *health.Server
 	done   chan struct{}
 
@@ -179,15 +183,31 @@ func Start(ctx context.Context, cfg Config) (_ *Controller, err error) {
 			return nil, fmt.Errorf("listen %s (bucket events): %w", cfg.BucketEventsAddr, err)
 		}
 	}
+	if cfg.MetricsAddr != "" {
+		if c.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			c.lis.Close()
+			if eventsLis != nil {
+				eventsLis.Close()
+			}
+			return nil, fmt.Errorf("listen %s (metrics): %w", cfg.MetricsAddr, err)
+		}
+	}
 	auth := &authenticator{c: c, store: c.store, policy: methodPolicy}
+	c.metrics = newMetrics(c)
 	c.srv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(tlsCfg)),
-		grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(c.log), c.logUnary, auth.unary()),
-		grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(c.log), auth.stream()),
+		// Metrics first: they count every call, refused ones included,
+		// with the code the client sees.
+		grpc.ChainUnaryInterceptor(c.metrics.grpc.UnaryServerInterceptor(), apierr.UnaryServerInterceptor(c.log), c.logUnary, auth.unary()),
+		grpc.ChainStreamInterceptor(c.metrics.grpc.StreamServerInterceptor(), apierr.StreamServerInterceptor(c.log), auth.stream()),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	)
 	c.register()
+	c.metrics.grpc.InitializeMetrics(c.srv)
+	if c.metricsLis != nil {
+		c.serveMetrics(c.metricsLis)
+	}
 	go func() {
 		defer close(c.done)
 		if err := c.srv.Serve(c.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -241,6 +261,14 @@ func (c *Controller) register() {
 // Addr is the address the gRPC API listens on.
 func (c *Controller) Addr() string { return c.lis.Addr().String() }
 
+// MetricsAddr is the address /metrics is served on ("" when disabled).
+func (c *Controller) MetricsAddr() string {
+	if c.metricsLis == nil {
+		return ""
+	}
+	return c.metricsLis.Addr().String()
+}
+
 // EtcdEndpoints are the client URLs of the etcd the controller uses.
 func (c *Controller) EtcdEndpoints() []string { return c.cli.Endpoints() }
 
@@ -264,6 +292,10 @@ func (c *Controller) Close() {
 		close(c.stopping)
 	}
 	c.stopBucketEvents()
+	if c.metricsSrv != nil {
+		_ = c.metricsSrv.Close()
+		c.metricsSrv = nil
+	}
 	if c.srv != nil {
 		c.health.Shutdown()
 		stopped := make(chan struct{})
