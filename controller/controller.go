@@ -48,15 +48,15 @@ type Controller struct {
 	store  *store.Store
 	sealer *seal.Sealer
 	// ca is the cluster CA (pki.go), opened at start.
-	ca     *clusterCA
-	lis    net.Listener
-	srv    *grpc.Server
+	ca  *clusterCA
+	lis net.Listener
+	srv *grpc.Server
 	// metrics, and their HTTP server when Config.MetricsAddr is set.
 	metrics    *metrics
 	metricsSrv *http.Server
 	metricsLis net.Listener
-	health *health.Server
-	done   chan struct{}
+	health     *health.Server
+	done       chan struct{}
 
 	// The bucket-events HTTP endpoint (bucketevents.go), when configured.
 	eventsLis  net.Listener
