@@ -19,20 +19,22 @@ type dnsServer struct {
 	ttl    uint32
 	log    *slog.Logger
 	router *Scheduler
-	udp    *dns.Server
-	tcp    *dns.Server
+	// metrics counts the responses; nil counts nothing.
+	metrics *metrics
+	udp     *dns.Server
+	tcp     *dns.Server
 }
 
 // newDNSServer is a server of zone that is not listening yet.
 func newDNSServer(zone string, ttl time.Duration, log *slog.Logger, router *Scheduler) *dnsServer {
-	return &dnsServer{zone: dns.Fqdn(strings.ToLower(zone)), ttl: uint32(ttl / time.Second), log: log, router: router}
+	return &dnsServer{zone: dns.Fqdn(strings.ToLower(zone)), ttl: uint32(ttl / time.Second), log: log, router: router, metrics: router.metrics}
 }
 
 // handler answers the zone and refuses every other name.
 func (d *dnsServer) handler() dns.Handler {
 	mux := dns.NewServeMux()
 	mux.HandleFunc(d.zone, d.serve)
-	mux.HandleFunc(".", refuse)
+	mux.HandleFunc(".", d.refuse)
 	return mux
 }
 
@@ -93,7 +95,7 @@ func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 	m.Authoritative = true
 	if len(req.Question) != 1 {
 		m.SetRcode(req, dns.RcodeFormatError)
-		_ = w.WriteMsg(m)
+		d.write(w, m)
 		return
 	}
 	q := req.Question[0]
@@ -103,14 +105,14 @@ func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 		// RFC 6891 6.1.3: BADVERS, with an OPT of the version supported.
 		m.SetRcode(req, dns.RcodeBadVers)
 		m.SetEdns0(maxUDP, false)
-		_ = w.WriteMsg(m)
+		d.write(w, m)
 		return
 	}
 	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY {
 		// The zone exists in class IN only (CHAOS queries such as
 		// version.bind included).
 		m.SetRcode(req, dns.RcodeRefused)
-		_ = w.WriteMsg(m)
+		d.write(w, m)
 		return
 	}
 	switch {
@@ -132,10 +134,10 @@ func (d *dnsServer) serve(w dns.ResponseWriter, req *dns.Msg) {
 			m.IsEdns0().Option = append(m.IsEdns0().Option, ecs)
 		}
 	}
-	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+	if isUDP(w) {
 		m.Truncate(size) // sets TC when the answer does not fit
 	}
-	_ = w.WriteMsg(m)
+	d.write(w, m)
 }
 
 // answer fills the A or AAAA answer for a CNAME target: the nearest healthy
@@ -232,8 +234,21 @@ func clientSubnet(opt *dns.OPT) *dns.EDNS0_SUBNET {
 	return nil
 }
 
-func refuse(w dns.ResponseWriter, req *dns.Msg) {
+func (d *dnsServer) refuse(w dns.ResponseWriter, req *dns.Msg) {
 	m := new(dns.Msg)
 	m.SetRcode(req, dns.RcodeRefused)
+	d.write(w, m)
+}
+
+// write sends m and counts it in the metrics.
+func (d *dnsServer) write(w dns.ResponseWriter, m *dns.Msg) {
+	if d.metrics != nil {
+		d.metrics.countDNS(isUDP(w), m.Rcode)
+	}
 	_ = w.WriteMsg(m)
+}
+
+func isUDP(w dns.ResponseWriter) bool {
+	_, udp := w.RemoteAddr().(*net.UDPAddr)
+	return udp
 }

@@ -44,6 +44,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 		return nil
 	})
 	fs.IntVar(&c.Answers, "answers", 2, "nodes per DNS answer")
+	fs.StringVar(&c.MetricsAddr, "metrics", cmdutil.Env("OUTPOST_METRICS_ADDR", ""), "Prometheus metrics listen address (plain HTTP, /metrics); empty disables (env OUTPOST_METRICS_ADDR)")
 	fs.StringVar(&c.HTTPAddr, "http", cmdutil.Env("OUTPOST_SCHEDULER_HTTP", ""), "HTTP mode listen address: 302 to the nearest node; empty is off (env OUTPOST_SCHEDULER_HTTP)")
 	ttl, err := time.ParseDuration(cmdutil.Env("OUTPOST_SCHEDULER_TTL", "30s"))
 	if err != nil {

@@ -70,6 +70,9 @@ type Config struct {
 	HTTPAddr string
 	// Answers is how many nodes a DNS answer carries. Default 2.
 	Answers int
+	// MetricsAddr serves Prometheus metrics on /metrics (plain HTTP);
+	// "" disables.
+	MetricsAddr string
 	Logger  *slog.Logger
 }
 
@@ -112,6 +115,10 @@ type Scheduler struct {
 	bg       sync.WaitGroup
 	httpLis  net.Listener
 	httpSrv  *http.Server
+
+	metrics    *metrics
+	metricsSrv *http.Server
+	metricsLis net.Listener
 }
 
 // Start serves gRPC and DNS until Close.
@@ -120,7 +127,7 @@ func Start(ctx context.Context, cfg Config) (*Scheduler, error) {
 	if err := cfg.Gossip.Validate(); err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	s := &Scheduler{cfg: cfg, log: cfg.Logger.With("role", "scheduler"), done: make(chan struct{})}
+	s := &Scheduler{cfg: cfg, log: cfg.Logger.With("role", "scheduler"), done: make(chan struct{}), metrics: newMetrics()}
 	var err error
 	if s.lis, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("scheduler gRPC listen %s: %w", cfg.GRPCAddr, err)
@@ -146,14 +153,27 @@ func Start(ctx context.Context, cfg Config) (*Scheduler, error) {
 			return nil, fmt.Errorf("scheduler HTTP listen %s: %w", cfg.HTTPAddr, err)
 		}
 	}
+	if cfg.MetricsAddr != "" {
+		if s.metricsLis, err = net.Listen("tcp", cfg.MetricsAddr); err != nil {
+			s.lis.Close()
+			s.dns.close()
+			if s.httpSrv != nil {
+				_ = s.httpSrv.Close()
+			}
+			s.stopRouting()
+			return nil, fmt.Errorf("scheduler metrics listen %s: %w", cfg.MetricsAddr, err)
+		}
+		s.serveMetrics(s.metricsLis)
+	}
 	s.srv = grpc.NewServer(
-		grpc.ChainUnaryInterceptor(apierr.UnaryServerInterceptor(s.log)),
-		grpc.ChainStreamInterceptor(apierr.StreamServerInterceptor(s.log)),
+		grpc.ChainUnaryInterceptor(s.metrics.grpc.UnaryServerInterceptor(), apierr.UnaryServerInterceptor(s.log)),
+		grpc.ChainStreamInterceptor(s.metrics.grpc.StreamServerInterceptor(), apierr.StreamServerInterceptor(s.log)),
 	)
 	outpostv1.RegisterSchedulerServiceServer(s.srv, &resolver{s: s})
 	h := health.NewServer()
 	healthpb.RegisterHealthServer(s.srv, h)
 	reflection.Register(s.srv)
+	s.metrics.grpc.InitializeMetrics(s.srv)
 	go func() {
 		defer close(s.done)
 		if err := s.srv.Serve(s.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -204,8 +224,19 @@ func (s *Scheduler) Close() {
 		_ = s.httpSrv.Shutdown(ctx)
 		cancel()
 	}
+	if s.metricsSrv != nil {
+		_ = s.metricsSrv.Close()
+	}
 	s.dns.close()
 	s.stopRouting()
+}
+
+// MetricsAddr is the address /metrics is served on ("" when disabled).
+func (s *Scheduler) MetricsAddr() string {
+	if s.metricsLis == nil {
+		return ""
+	}
+	return s.metricsLis.Addr().String()
 }
 
 // resolver implements outpostv1.SchedulerServiceServer.
