@@ -39,11 +39,15 @@ type configCache struct {
 	log    *slog.Logger
 	maxLog int
 
-	mu         sync.Mutex
-	loaded     bool
-	rev        int64
-	domains    map[string]*outpostv1.Domain
-	certs      map[string]*outpostv1.CertificateBundle
+	mu      sync.Mutex
+	loaded  bool
+	rev     int64
+	domains map[string]*outpostv1.Domain
+	certs   map[string]*outpostv1.CertificateBundle
+	// certRefs counts, by certificate ID, the domains that serve it:
+	// streams carry only those certificates (and their private keys), so
+	// a certificate no domain uses never leaves the controllers.
+	certRefs   map[string]int
 	purges     map[string]*outpostv1.Purge    // by task ID
 	prefetches map[string]*outpostv1.Prefetch // by task ID
 	purgeFloor int64
@@ -96,6 +100,12 @@ func (c *configCache) load(ctx context.Context) error {
 	defer c.mu.Unlock()
 	c.loaded = true
 	c.rev, c.domains, c.certs, c.purges, c.prefetches = rev, st.domains, st.certs, st.purges, st.prefetches
+	c.certRefs = map[string]int{}
+	for _, d := range st.domains {
+		if id := servedCert(d); id != "" {
+			c.certRefs[id]++
+		}
+	}
 	c.purgeFloor = st.purgeFloor
 	c.draining = st.draining
 	c.gossipKeys = st.gossipKeys
@@ -273,10 +283,9 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 		c.decode(ctx, store.KV{Key: key, Value: ev.Kv.Value, ModRevision: ev.Kv.ModRevision, CreateRevision: ev.Kv.CreateRevision}, st)
 	}
 	change.Domains = sortedValues(st.domains)
-	change.Certificates = sortedValues(st.certs)
 	change.Purges = sortedValues(st.purges)
 	change.Prefetches = sortedValues(st.prefetches)
-	change.RemovedDomains, change.RemovedCertificates = removedDomains, removedCerts
+	change.RemovedDomains = removedDomains
 	change.RemovedPurges, change.RemovedPrefetches = removedPurges, removedPrefetches
 	for _, name := range sortedKeys(st.draining) {
 		if st.draining[name] {
@@ -296,9 +305,13 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 	if rev <= c.rev {
 		return // already in the snapshot
 	}
+	// Which certificates the change carries depends on which domains
+	// serve them, before and after it.
+	bound, unbound := c.rebindLocked(st.domains, removedDomains)
 	// Copy on write: snapshots handed out earlier keep their maps.
 	c.domains = merged(c.domains, st.domains, removedDomains)
 	c.certs = merged(c.certs, st.certs, removedCerts)
+	change.Certificates, change.RemovedCertificates = c.certChangesLocked(st.certs, removedCerts, bound, unbound)
 	c.purges = merged(c.purges, st.purges, removedPurges)
 	c.prefetches = merged(c.prefetches, st.prefetches, removedPrefetches)
 	c.challenges = merged(c.challenges, st.challenges, removedChallenges)
@@ -325,6 +338,75 @@ func (c *configCache) applyRevision(ctx context.Context, rev int64, events []*cl
 		c.changes = append([]*outpostv1.StreamConfigResponse(nil), c.changes[over:]...)
 	}
 	c.broadcast()
+}
+
+// servedCert is the ID of the certificate d serves, or "".
+func servedCert(d *outpostv1.Domain) string {
+	if h := d.GetHttps(); h.GetEnabled() {
+		return h.GetCertificateId()
+	}
+	return ""
+}
+
+// rebindLocked updates certRefs for the domains changed and removed (not
+// yet merged into c.domains), and returns the certificates that became
+// served (bound) and those no domain serves any more (unbound). c.mu must
+// be held.
+func (c *configCache) rebindLocked(changed map[string]*outpostv1.Domain, removed []string) (bound, unbound []string) {
+	before := map[string]int{} // certificate → its count before, for those touched
+	touch := func(id string, delta int) {
+		if id == "" {
+			return
+		}
+		if _, ok := before[id]; !ok {
+			before[id] = c.certRefs[id]
+		}
+		if c.certRefs[id] += delta; c.certRefs[id] <= 0 {
+			delete(c.certRefs, id)
+		}
+	}
+	for name, d := range changed {
+		touch(servedCert(c.domains[name]), -1)
+		touch(servedCert(d), +1)
+	}
+	for _, name := range removed {
+		touch(servedCert(c.domains[name]), -1)
+	}
+	for _, id := range sortedKeys(before) {
+		switch was, now := before[id], c.certRefs[id]; {
+		case was == 0 && now > 0:
+			bound = append(bound, id)
+		case was > 0 && now == 0:
+			unbound = append(unbound, id)
+		}
+	}
+	return bound, unbound
+}
+
+// certChangesLocked is what a change carries of certificates: those
+// changed and served, those newly served (changed or not), and as removed
+// those deleted or no longer served. c.certs is already merged. c.mu must
+// be held.
+func (c *configCache) certChangesLocked(changed map[string]*outpostv1.CertificateBundle, deleted, bound, unbound []string) (certs []*outpostv1.CertificateBundle, removed []string) {
+	send := map[string]*outpostv1.CertificateBundle{}
+	for id, b := range changed {
+		if c.certRefs[id] > 0 {
+			send[id] = b
+		}
+	}
+	for _, id := range bound {
+		if b := c.certs[id]; b != nil {
+			send[id] = b
+		}
+	}
+	gone := map[string]bool{}
+	for _, id := range deleted {
+		gone[id] = true
+	}
+	for _, id := range unbound {
+		gone[id] = true
+	}
+	return sortedValues(send), sortedKeys(gone)
 }
 
 // merged returns a copy of m with added set and removed deleted; m itself
@@ -366,7 +448,7 @@ func (c *configCache) Snapshot() (_ *outpostv1.StreamConfigResponse, ok bool) {
 		Revision:      c.rev,
 		Snapshot:      true,
 		Domains:       sortedValues(c.domains),
-		Certificates:  sortedValues(c.certs),
+		Certificates:  c.servedCertsLocked(),
 		Purges:        purges,
 		Prefetches:    sortedValues(c.prefetches),
 		PurgeFloor:    c.purgeFloor,
@@ -376,6 +458,19 @@ func (c *configCache) Snapshot() (_ *outpostv1.StreamConfigResponse, ok bool) {
 		// pending must answer it too.
 		AcmeChallenges: sortedValues(c.challenges),
 	}, true
+}
+
+// servedCertsLocked are the certificates some domain serves. c.mu must be
+// held.
+func (c *configCache) servedCertsLocked() []*outpostv1.CertificateBundle {
+	out := make([]*outpostv1.CertificateBundle, 0, len(c.certRefs))
+	for id := range c.certRefs {
+		if b := c.certs[id]; b != nil {
+			out = append(out, b)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetId() < out[j].GetId() })
+	return out
 }
 
 // freeDomains returns the domains that asked for a free certificate, as of

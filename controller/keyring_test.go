@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/outpost-cdn/outpost/controller"
 	"github.com/outpost-cdn/outpost/controller/controllertest"
@@ -97,8 +98,9 @@ func ciphertexts(t *testing.T, env *controllertest.Env) map[string][]byte {
 
 // wantServable checks that a fresh node's snapshot carries every listed
 // certificate with a key that matches it, and the gossip keyring.
-func wantServable(t *testing.T, env *controllertest.Env, ids []string, gossip [][]byte) {
+func wantServable(t *testing.T, env *controllertest.Env, c *controllertest.Clients, ids []string, gossip [][]byte) {
 	t.Helper()
+	serveAll(t, c, ids...)
 	node := connectNode(t, env, fmt.Sprintf("edge-%d", time.Now().UnixNano()), "east", 0)
 	snap := node.until("a snapshot", func(m *outpostv1.StreamConfigResponse) bool { return m.GetSnapshot() })
 	got := map[string]*outpostv1.CertificateBundle{}
@@ -116,6 +118,34 @@ func wantServable(t *testing.T, env *controllertest.Env, ids []string, gossip []
 	}
 	if keys := snap.GetGossipKeyring().GetKeys(); len(keys) != len(gossip) || len(keys) > 0 && !bytes.Equal(keys[0], gossip[0]) {
 		t.Fatalf("the snapshot's gossip keyring has %d keys, want %d", len(keys), len(gossip))
+	}
+}
+
+// serveAll makes a domain serve each certificate (one named after the
+// certificate's first name, created when missing): the config stream
+// carries only certificates that some domain serves.
+func serveAll(t *testing.T, c *controllertest.Clients, ids ...string) {
+	t.Helper()
+	ctx := ctxT(t)
+	for _, id := range ids {
+		g, err := c.Certs.GetCertificate(ctx, &outpostv1.GetCertificateRequest{Id: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := g.GetCertificate().GetDnsNames()[0]
+		d, err := c.Domains.GetDomain(ctx, &outpostv1.GetDomainRequest{Name: name})
+		if status.Code(err) == codes.NotFound {
+			_, err = c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: name, Origins: []*outpostv1.Origin{ipOrigin("192.0.2.1")}})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.GetDomain().GetHttps().GetCertificateId() == id {
+			continue
+		}
+		if _, err := c.HTTPS.EnableHttps(ctx, &outpostv1.EnableHttpsRequest{Domain: name, Source: &outpostv1.EnableHttpsRequest_CertificateId{CertificateId: id}}); err != nil {
+			t.Fatalf("serve %s on %s: %v", id, name, err)
+		}
 	}
 }
 
@@ -221,7 +251,7 @@ func TestKeyRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	ids = append(ids, done.GetCertificate().GetId())
-	wantServable(t, env, ids, gossip)
+	wantServable(t, env, c, ids, gossip)
 	if strings.Contains(env.Logs.String(), "cannot unseal") {
 		t.Fatalf("a controller could not unseal a key:\n%s", env.Logs.String())
 	}
@@ -296,14 +326,14 @@ func TestRewrapKeepsConcurrentEdits(t *testing.T) {
 		t.Fatalf("status: %s", got)
 	}
 	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = k2 })
-	wantServable(t, env, []string{ids[0], ids[2]}, edited)
+	wantServable(t, env, env.Clients(t, admin), []string{ids[0], ids[2]}, edited)
 }
 
 // TestBackgroundRewrap: controllers re-wrap by themselves at start, and
 // two controllers re-wrapping at once re-wrap each secret exactly once.
 func TestBackgroundRewrap(t *testing.T) {
 	k1, k2 := kek(t, "k1"), kek(t, "k2")
-	env := controllertest.Start(t, func(c *controller.Config) { c.KeyringText = k1 })
+	env := controllertest.Start(t, func(c *controller.Config) { c.KeyringText = k1; c.DefaultDomainQuota = 1000 })
 	admin, _ := env.NewAccount(t, "acme")
 	c := env.Clients(t, admin)
 	ctx := ctxT(t)
@@ -364,5 +394,5 @@ func TestBackgroundRewrap(t *testing.T) {
 		t.Fatal("the background re-wrap was not logged")
 	}
 	env.RestartWith(t, func(cfg *controller.Config) { cfg.KeyringText = k3 })
-	wantServable(t, env, ids, nil)
+	wantServable(t, env, env.Clients(t, admin), ids, nil)
 }

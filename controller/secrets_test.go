@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -224,8 +225,11 @@ func TestNoCsrKeyInResponsesLogsOrEtcd(t *testing.T) {
 	}
 
 	var csrs []*outpostv1.Csr
-	for _, kt := range []outpostv1.KeyType{outpostv1.KeyType_KEY_TYPE_EC_P256, outpostv1.KeyType_KEY_TYPE_RSA_2048} {
-		resp, err := c.Certs.CreateCsr(ctx, &outpostv1.CreateCsrRequest{CommonName: "www.example.com", KeyType: kt})
+	// Names of one length (a domain each, to serve the certificates): the
+	// last PEM line of an EC key encodes public bytes, which a name of
+	// another length can align with the request's or certificate's base64.
+	for i, kt := range []outpostv1.KeyType{outpostv1.KeyType_KEY_TYPE_EC_P256, outpostv1.KeyType_KEY_TYPE_RSA_2048} {
+		resp, err := c.Certs.CreateCsr(ctx, &outpostv1.CreateCsrRequest{CommonName: fmt.Sprintf("ww%d.example.com", i), KeyType: kt})
 		record(resp, err)
 		if err != nil {
 			t.Fatal(err)
@@ -261,7 +265,8 @@ func TestNoCsrKeyInResponsesLogsOrEtcd(t *testing.T) {
 		}
 	}
 
-	// The keys, from the config stream.
+	// The keys, from the config stream (which carries served certificates).
+	serveAll(t, c, certIDs...)
 	node := connectNode(t, env, "edge-1", "east", 0)
 	var material [][]byte
 	bundles := node.bundles(certIDs...)
@@ -281,7 +286,7 @@ func TestNoCsrKeyInResponsesLogsOrEtcd(t *testing.T) {
 		t.Helper()
 		for _, m := range material {
 			if bytes.Contains(data, m) {
-				t.Fatalf("%s contains private key material", where)
+				t.Fatalf("%s contains private key material %q", where, m)
 			}
 		}
 	}
