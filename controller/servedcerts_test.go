@@ -74,7 +74,9 @@ func TestStreamCarriesOnlyServedCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m = node.until("the renewal", func(m *outpostv1.StreamConfigResponse) bool { return m.GetRevision() >= rn.GetCertificate().GetRevision() })
+	m = node.until("the renewal", func(m *outpostv1.StreamConfigResponse) bool {
+		return m.GetRevision() >= rn.GetCertificate().GetRevision()
+	})
 	if !carries(m) {
 		t.Fatal("the renewal of a served certificate was not sent")
 	}
@@ -91,7 +93,9 @@ func TestStreamCarriesOnlyServedCertificates(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m = node.until("the second upload", func(m *outpostv1.StreamConfigResponse) bool { return m.GetRevision() >= up2.GetCertificate().GetRevision() })
+	m = node.until("the second upload", func(m *outpostv1.StreamConfigResponse) bool {
+		return m.GetRevision() >= up2.GetCertificate().GetRevision()
+	})
 	if len(m.GetCertificates()) != 0 {
 		t.Fatalf("an unbound upload was sent: %d certificates", len(m.GetCertificates()))
 	}
