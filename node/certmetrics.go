@@ -34,12 +34,8 @@ func (c certCollector) Collect(ch chan<- prometheus.Metric) {
 	now := time.Now()
 	var expiring, expired int
 	for id, pc := range c.n.state.Load().certs {
-		leaf := pc.cert.Leaf
-		if leaf == nil {
-			continue
-		}
-		ch <- prometheus.MustNewConstMetric(certNotAfterDesc, prometheus.GaugeValue, float64(leaf.NotAfter.Unix()), id)
-		switch left := leaf.NotAfter.Sub(now); {
+		ch <- prometheus.MustNewConstMetric(certNotAfterDesc, prometheus.GaugeValue, float64(pc.notAfter.Unix()), id)
+		switch left := pc.notAfter.Sub(now); {
 		case left <= 0:
 			expired++
 		case left <= expiringWithin:

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/outpost-cdn/outpost/internal/certs"
 	"github.com/outpost-cdn/outpost/internal/names"
@@ -126,15 +127,22 @@ type state struct {
 type parsedCert struct {
 	bundle *outpostv1.CertificateBundle // what it was parsed from
 	sum    [32]byte
-	cert   *tls.Certificate
+	// cert is what handshakes present. Its Leaf is dropped once read
+	// (crypto/tls's server does not use it): a parsed x509.Certificate is
+	// a few kilobytes of pointers per certificate, which with 10,000 or
+	// 100,000 loaded is memory, and work for every GC cycle.
+	cert     *tls.Certificate
+	notAfter time.Time
+	names    []string // the names it covers (certs.Names)
 }
 
 // site is one accelerated domain as the edge serves it.
 type site struct {
-	domain  *outpostv1.Domain
-	cert    *tls.Certificate // nil when HTTPS is off
-	origins []origin
-	tls     originTLS
+	domain   *outpostv1.Domain
+	cert     *tls.Certificate // nil when HTTPS is off
+	notAfter time.Time        // cert's
+	origins  []origin
+	tls      originTLS
 }
 
 // origin is one origin server of a site.
@@ -192,14 +200,18 @@ func build(d *desired, prev *state) (*state, error) {
 		}
 		sum := sha256.Sum256([]byte(b.GetCertificatePem() + "\x00" + b.GetPrivateKeyPem()))
 		if ok && p.sum == sum {
-			st.certs[id] = &parsedCert{bundle: b, sum: sum, cert: p.cert}
+			q := *p
+			q.bundle = b
+			st.certs[id] = &q
 			continue
 		}
 		c, err := tls.X509KeyPair([]byte(b.GetCertificatePem()), []byte(b.GetPrivateKeyPem()))
 		if err != nil {
 			return nil, fmt.Errorf("certificate %s: %v", id, err)
 		}
-		st.certs[id] = &parsedCert{bundle: b, sum: sum, cert: &c}
+		pc := &parsedCert{bundle: b, sum: sum, cert: &c, notAfter: c.Leaf.NotAfter, names: certs.Names(c.Leaf)}
+		c.Leaf = nil
+		st.certs[id] = pc
 	}
 	for name, dom := range d.domains {
 		if n, err := names.Domain(name); err != nil || n != name {
@@ -214,10 +226,10 @@ func build(d *desired, prev *state) (*state, error) {
 			if !ok {
 				return nil, fmt.Errorf("domain %s: certificate %s is missing", name, h.GetCertificateId())
 			}
-			if !certs.Covers(pc.cert.Leaf, name) {
+			if !certs.CoversNames(pc.names, name) {
 				return nil, fmt.Errorf("domain %s: certificate %s does not cover it", name, h.GetCertificateId())
 			}
-			s.cert = pc.cert
+			s.cert, s.notAfter = pc.cert, pc.notAfter
 		}
 		origins, err := buildOrigins(dom.GetOrigins())
 		if err != nil {

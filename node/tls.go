@@ -61,7 +61,7 @@ func (n *Node) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, err
 	case s.cert == nil:
 		err = errHTTPSDisabled
 	default:
-		if leaf := s.cert.Leaf; leaf != nil && time.Now().After(leaf.NotAfter) {
+		if time.Now().After(s.notAfter) {
 			n.metrics.expiredHandshake(s.domain.GetName())
 		}
 		return s.cert, nil

@@ -73,7 +73,7 @@ type Config struct {
 	// MetricsAddr serves Prometheus metrics on /metrics (plain HTTP);
 	// "" disables.
 	MetricsAddr string
-	Logger  *slog.Logger
+	Logger      *slog.Logger
 }
 
 func (c *Config) setDefaults() {
