@@ -185,3 +185,52 @@ func TestACMEIssuerElection(t *testing.T) {
 	leader.c.Close()
 	waitFor("the other controller to take over", func() bool { return elected(other) && candidates() == 1 })
 }
+
+// TestFreeCertificateWaitsWhileDisabled: a disabled domain's free
+// certificate is not attempted (no node would answer the challenge); it is
+// once the domain is enabled again.
+func TestFreeCertificateWaitsWhileDisabled(t *testing.T) {
+	env := controllertest.Start(t, func(c *controller.Config) { c.AcmeDirectoryURL = "https://127.0.0.1:1/directory" })
+	admin, _ := env.NewAccount(t, "acct")
+	c := env.Clients(t, admin)
+	ctx := ctxT(t)
+	for _, name := range []string{"off.example.com", "on.example.com"} {
+		if _, err := c.Domains.CreateDomain(ctx, &outpostv1.CreateDomainRequest{Name: name, Origins: []*outpostv1.Origin{ipOrigin("192.0.2.1")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Domains.DisableDomain(ctx, &outpostv1.DisableDomainRequest{Name: "off.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	free := func(name string) *outpostv1.FreeCertificate {
+		t.Helper()
+		got, err := c.HTTPS.GetHttpsSettings(ctx, &outpostv1.GetHttpsSettingsRequest{Domain: name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got.GetHttps().GetFree()
+	}
+	waitAttempts := func(name string, n uint32) {
+		t.Helper()
+		for deadline := time.Now().Add(15 * time.Second); free(name).GetAttempts() < n; time.Sleep(20 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: timed out waiting for attempt %d: %v", name, n, free(name))
+			}
+		}
+	}
+	// The disabled domain asks first, so an issuer that attempted it would
+	// have done so before the enabled one's attempt, which is the witness.
+	for _, name := range []string{"off.example.com", "on.example.com"} {
+		if _, err := c.HTTPS.EnableHttps(ctx, &outpostv1.EnableHttpsRequest{Domain: name, Source: freeSource()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitAttempts("on.example.com", 1)
+	if f := free("off.example.com"); f.GetAttempts() != 0 || f.GetStatus() != outpostv1.FreeCertificateStatus_FREE_CERTIFICATE_STATUS_APPLYING {
+		t.Fatalf("the disabled domain's free certificate was attempted: %v", f)
+	}
+	if _, err := c.Domains.EnableDomain(ctx, &outpostv1.EnableDomainRequest{Name: "off.example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	waitAttempts("off.example.com", 1)
+}

@@ -473,9 +473,9 @@ func (c *configCache) servedCertsLocked() []*outpostv1.CertificateBundle {
 	return out
 }
 
-// freeDomains returns the domains that asked for a free certificate, as of
-// the cache's revision, for the ACME issuer (acme.go) to look through. The
-// messages are shared and must not be modified.
+// freeDomains returns the enabled domains that asked for a free
+// certificate, as of the cache's revision, for the ACME issuer (acme.go)
+// to look through. The messages are shared and must not be modified.
 func (c *configCache) freeDomains() (domains []*outpostv1.Domain, ok bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -483,7 +483,10 @@ func (c *configCache) freeDomains() (domains []*outpostv1.Domain, ok bool) {
 		return nil, false
 	}
 	for _, d := range c.domains {
-		if d.GetHttps().GetFree() != nil {
+		// A disabled domain is served by no node, so an HTTP-01 challenge
+		// for it would only fail and spend the CA's rate limits; it is
+		// attempted again once enabled.
+		if d.GetHttps().GetFree() != nil && d.GetStatus() != outpostv1.DomainStatus_DOMAIN_STATUS_OFFLINE {
 			domains = append(domains, d)
 		}
 	}
