@@ -341,25 +341,32 @@ func TestFreeCertificateIssued(t *testing.T) {
 	}
 }
 
-// TestFreeCertificateValidationFails: when the node does not serve the
-// domain (it is disabled), Pebble's validation gets a 404, and the free
-// certificate is FAILED with Pebble's reason, HTTPS still off. It is
-// retried with a doubling backoff and issued once the domain is served.
+// TestFreeCertificateValidationFails: when the node cannot answer the
+// challenge (here it refuses every config after a broken record, so it
+// never has the challenge, and the request goes on to the origin), Pebble's
+// validation fails, and the free certificate is FAILED with Pebble's
+// reason, HTTPS still off. It is retried with a doubling backoff and issued
+// once the node applies configs again. (A disabled domain is not attempted
+// at all: TestFreeCertificateWaitsWhileDisabled in the controller package.)
 func TestFreeCertificateValidationFails(t *testing.T) {
 	t.Parallel()
 	const retryMin = 300 * time.Millisecond
-	e := newFreeEnv(t, 0, func(c *controller.Config) { c.AcmeRetryMin = retryMin })
+	e := newFreeEnv(t, 0, func(c *controller.Config) { c.AcmeRetryMin = retryMin; c.AcmeChallengeWait = 300 * time.Millisecond })
 	const name = "off.free.test"
 	e.addDomain(t, name)
-	if _, err := e.api.Domains.DisableDomain(ctxT(t), &outpostv1.DisableDomainRequest{Name: name}); err != nil {
+	// A domain record no node accepts (its name is not a host name),
+	// written past the API: the node NACKs every config from now on.
+	etcd := e.ctl.Controller.Store().Client()
+	broken := store.DomainKey("Not_A_Host")
+	if _, err := etcd.Put(ctxT(t), broken, `{"name":"Not_A_Host","origins":[{"type":"ORIGIN_TYPE_IP","address":"192.0.2.1"}]}`); err != nil {
 		t.Fatal(err)
 	}
 	e.enableFree(t, name)
 
 	d := e.waitStatus(t, name, failed)
 	f := d.GetHttps().GetFree()
-	if !strings.Contains(f.GetError(), "returned 404") || !strings.Contains(f.GetError(), "(unauthorized)") {
-		t.Errorf("error %q; want Pebble's reason: a 404 from the node, unauthorized", f.GetError())
+	if !strings.Contains(f.GetError(), "(unauthorized)") {
+		t.Errorf("error %q; want Pebble's reason: unauthorized", f.GetError())
 	}
 	if d.GetHttps().GetEnabled() || f.GetAttempts() < 1 {
 		t.Errorf("after a failure HTTPS is %v; want off, with attempts counted", d.GetHttps())
@@ -370,7 +377,7 @@ func TestFreeCertificateValidationFails(t *testing.T) {
 		t.Errorf("after %d failures the next attempt is %v later; want %v", f.GetAttempts(), got, want)
 	}
 
-	if _, err := e.api.Domains.EnableDomain(ctxT(t), &outpostv1.EnableDomainRequest{Name: name}); err != nil {
+	if _, err := etcd.Delete(ctxT(t), broken); err != nil {
 		t.Fatal(err)
 	}
 	d = e.waitStatus(t, name, issued)
