@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/outpost-cdn/outpost/controller/store"
@@ -97,14 +99,17 @@ func (s *accountService) GetAccount(ctx context.Context, req *outpostv1.GetAccou
 	return &outpostv1.GetAccountResponse{Account: a}, nil
 }
 
-func (s *accountService) ListAccounts(ctx context.Context, _ *outpostv1.ListAccountsRequest) (*outpostv1.ListAccountsResponse, error) {
-	kvs, _, err := s.c.store.Range(ctx, store.AccountsPrefix(), "", 0)
+func (s *accountService) ListAccounts(ctx context.Context, req *outpostv1.ListAccountsRequest) (*outpostv1.ListAccountsResponse, error) {
+	ids, next, err := s.c.indexPage(ctx, store.AccountsPrefix(), req.GetPageToken(), req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
-	resp := &outpostv1.ListAccountsResponse{}
-	for _, kv := range kvs {
-		a, err := s.c.readAccount(ctx, store.LastSegment(kv.Key))
+	resp := &outpostv1.ListAccountsResponse{NextPageToken: next}
+	for _, id := range ids {
+		a, err := s.c.readAccount(ctx, id)
+		if status.Code(err) == codes.NotFound {
+			continue // deleted between the two reads
+		}
 		if err != nil {
 			return nil, err
 		}

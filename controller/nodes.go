@@ -23,6 +23,34 @@ func (c *Controller) listNodes(ctx context.Context) ([]*outpostv1.Node, error) {
 	if err != nil || len(recs) == 0 {
 		return nil, err
 	}
+	return c.nodesOf(ctx, recs)
+}
+
+// nodesPage is one page of ListNodes, in name order.
+func (c *Controller) nodesPage(ctx context.Context, token string, size int32) (nodes []*outpostv1.Node, next string, err error) {
+	after, err := decodePageToken(token, store.NodesPrefix())
+	if err != nil {
+		return nil, "", err
+	}
+	n := pageSize(size)
+	recs, _, err := c.store.Range(ctx, store.NodesPrefix(), after, n+1)
+	if err != nil {
+		return nil, "", err
+	}
+	if int64(len(recs)) > n {
+		recs = recs[:n]
+		next = encodePageToken(recs[len(recs)-1].Key)
+	}
+	if len(recs) == 0 {
+		return nil, "", nil
+	}
+	nodes, err = c.nodesOf(ctx, recs)
+	return nodes, next, err
+}
+
+// nodesOf turns node records into Nodes, with whether each holds a config
+// stream (its session) and whether it is drained.
+func (c *Controller) nodesOf(ctx context.Context, recs []store.KV) ([]*outpostv1.Node, error) {
 	sessions, _, err := c.store.Range(ctx, store.NodeSessionsPrefix(), "", 0)
 	if err != nil {
 		return nil, err
@@ -89,13 +117,13 @@ func redact(ctx context.Context, nodes []*outpostv1.Node) []*outpostv1.Node {
 	return nodes
 }
 
-func (s *nodeService) ListNodes(ctx context.Context, _ *outpostv1.ListNodesRequest) (*outpostv1.ListNodesResponse, error) {
-	nodes, err := s.c.listNodes(ctx)
+func (s *nodeService) ListNodes(ctx context.Context, req *outpostv1.ListNodesRequest) (*outpostv1.ListNodesResponse, error) {
+	nodes, next, err := s.c.nodesPage(ctx, req.GetPageToken(), req.GetPageSize())
 	if err != nil {
 		return nil, err
 	}
 	nodes = redact(ctx, nodes)
-	return &outpostv1.ListNodesResponse{Nodes: nodes, CurrentRevision: s.c.cache.Revision()}, nil
+	return &outpostv1.ListNodesResponse{Nodes: nodes, CurrentRevision: s.c.cache.Revision(), NextPageToken: next}, nil
 }
 
 func (s *nodeService) GetNode(ctx context.Context, req *outpostv1.GetNodeRequest) (*outpostv1.GetNodeResponse, error) {

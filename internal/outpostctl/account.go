@@ -1,6 +1,7 @@
 package outpostctl
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strconv"
@@ -71,19 +72,23 @@ func (a *app) newAccountGetCommand() *cobra.Command {
 }
 
 func (a *app) newAccountListCommand() *cobra.Command {
-	return apiCommand(&cobra.Command{
+	var pageSize int32
+	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List accounts",
+		Long:    "List every account in ID order, every page of them.",
 		Example: "  outpostctl account list",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.rpcContext(cmd)
-			defer cancel()
-			resp, err := a.api.accounts.ListAccounts(ctx, &outpostv1.ListAccountsRequest{})
+			accounts, err := listAll(cmd.Context(), a.flags.timeout, func(ctx context.Context, token string) ([]*outpostv1.Account, string, error) {
+				resp, err := a.api.accounts.ListAccounts(ctx, &outpostv1.ListAccountsRequest{PageSize: pageSize, PageToken: token})
+				return resp.GetAccounts(), resp.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
 			}
+			resp := &outpostv1.ListAccountsResponse{Accounts: accounts}
 			return a.render(cmd, resp, func(w io.Writer) error {
 				if len(resp.GetAccounts()) == 0 {
 					_, err := fmt.Fprintln(w, "No accounts. Create one with 'outpostctl account create ID'.")
@@ -97,7 +102,9 @@ func (a *app) newAccountListCommand() *cobra.Command {
 				return t.flush()
 			})
 		},
-	})
+	}
+	pageSizeFlag(cmd, &pageSize)
+	return apiCommand(cmd)
 }
 
 // contentQuotaFlags are the flags of 'account quota' that set content quotas,

@@ -1,6 +1,7 @@
 package outpostctl
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -30,25 +31,32 @@ and schedulers, list their certificates and revoke them.`,
 }
 
 func (a *app) newNodeListCommand() *cobra.Command {
-	return apiCommand(&cobra.Command{
+	var pageSize int32
+	cmd := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List edge nodes",
-		Long: `List every known edge node in name order. APPLIED-REVISION is the config
-revision the node applied, over the newest revision: a node that is behind
-shows a smaller first number.`,
+		Long: `List every known edge node in name order, every page of them.
+APPLIED-REVISION is the config revision the node applied, over the newest
+revision: a node that is behind shows a smaller first number.`,
 		Example: "  outpostctl node list\n  outpostctl node list -o json | jq -r '.nodes[] | select(.health != \"NODE_HEALTH_CONNECTED\") | .name'",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, cancel := a.rpcContext(cmd)
-			defer cancel()
-			resp, err := a.api.nodes.ListNodes(ctx, &outpostv1.ListNodesRequest{})
+			var revision int64
+			nodes, err := listAll(cmd.Context(), a.flags.timeout, func(ctx context.Context, token string) ([]*outpostv1.Node, string, error) {
+				resp, err := a.api.nodes.ListNodes(ctx, &outpostv1.ListNodesRequest{PageSize: pageSize, PageToken: token})
+				revision = max(revision, resp.GetCurrentRevision())
+				return resp.GetNodes(), resp.GetNextPageToken(), err
+			})
 			if err != nil {
 				return err
 			}
+			resp := &outpostv1.ListNodesResponse{Nodes: nodes, CurrentRevision: revision}
 			return a.render(cmd, resp, func(w io.Writer) error { return writeNodeTable(w, resp) })
 		},
-	})
+	}
+	pageSizeFlag(cmd, &pageSize)
+	return apiCommand(cmd)
 }
 
 func (a *app) newNodeGetCommand() *cobra.Command {
